@@ -1,0 +1,380 @@
+//! The one typed configuration, loaded once at start.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file named by `COMPUTEBRIDGE_CONFIG`,
+//! then environment variables (Azure Functions app settings arrive as environment variables). This
+//! is the only module that reads the environment; everything else receives a [`Config`]. Every
+//! value is parsed here into its final type, and an invalid one stops start-up with an error that
+//! names the setting. Secret values are held as [`Secret`] and never printed.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::schedule::Schedule;
+use crate::secret::Secret;
+
+/// Default schedule of the `ScaleDown` timer: every five minutes.
+pub const DEFAULT_SCALE_DOWN_SCHEDULE: &str = "0 */5 * * * *";
+/// Default schedule of the `Reconcile` timer: every minute.
+pub const DEFAULT_RECONCILE_SCHEDULE: &str = "0 * * * * *";
+/// Default request body limit: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default standalone port, the one `func start` uses too.
+pub const DEFAULT_PORT: u16 = 7071;
+
+/// Names of the environment variables (app settings) the service reads.
+pub mod env {
+    pub const CONFIG_FILE: &str = "COMPUTEBRIDGE_CONFIG";
+    pub const FUNCTIONS_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+    pub const PORT: &str = "COMPUTEBRIDGE_PORT";
+    pub const BIND: &str = "COMPUTEBRIDGE_BIND";
+    pub const MAX_BODY_BYTES: &str = "COMPUTEBRIDGE_MAX_BODY_BYTES";
+    pub const LOG_FORMAT: &str = "COMPUTEBRIDGE_LOG_FORMAT";
+    pub const FUNCTION_KEYS: &str = "COMPUTEBRIDGE_FUNCTION_KEYS";
+    pub const SCALE_DOWN_SCHEDULE: &str = "SCALE_DOWN_SCHEDULE";
+    pub const RECONCILE_SCHEDULE: &str = "RECONCILE_SCHEDULE";
+}
+
+/// The service's configuration, fully parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Set when the Functions host started us: the loopback port it will call.
+    pub functions_port: Option<u16>,
+    /// Address and port for standalone mode.
+    pub bind: IpAddr,
+    pub port: u16,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+    pub timers: TimerSchedules,
+    /// Function keys checked in standalone mode (the Functions host checks its own keys).
+    pub function_keys: Vec<FunctionKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimerSchedules {
+    pub scale_down: Schedule,
+    pub reconcile: Schedule,
+}
+
+/// A named function key, as the Functions host names its keys.
+#[derive(Debug, Clone)]
+pub struct FunctionKey {
+    pub name: String,
+    pub value: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that could not be used; start-up stops with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// The setting's name: an environment variable or a `section.key` path in the TOML file.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The TOML file's shape; every field optional so the file can be partial.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    timers: FileTimers,
+    #[serde(default)]
+    auth: FileAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+    max_body_bytes: Option<usize>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimers {
+    scale_down_schedule: Option<String>,
+    reconcile_schedule: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    #[serde(default)]
+    function_keys: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Loads from the process environment (and the file it names).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::load(&|name| std::env::var(name).ok())
+    }
+
+    /// Loads from `lookup`, which answers like the environment; tests pass their own.
+    pub fn load(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = match lookup(env::CONFIG_FILE).filter(|p| !p.is_empty()) {
+            Some(path) => read_file(PathBuf::from(path))?,
+            None => FileConfig::default(),
+        };
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let functions_port = var(env::FUNCTIONS_PORT)
+            .map(|v| parse_port(env::FUNCTIONS_PORT, &v))
+            .transpose()?;
+        let bind = match var(env::BIND) {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(env::BIND, format!("'{v}' is not an IP address")))?,
+            None => file.server.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        };
+        let port = match var(env::PORT) {
+            Some(v) => parse_port(env::PORT, &v)?,
+            None => file.server.port.unwrap_or(DEFAULT_PORT),
+        };
+        let max_body_bytes = match var(env::MAX_BODY_BYTES) {
+            Some(v) => v.trim().parse().map_err(|_| {
+                ConfigError::new(env::MAX_BODY_BYTES, format!("'{v}' is not a byte count"))
+            })?,
+            None => file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        };
+        if max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "server.max_body_bytes",
+                "must be greater than zero",
+            ));
+        }
+        let log_format = match var(env::LOG_FORMAT).as_deref().map(str::trim) {
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    env::LOG_FORMAT,
+                    format!("'{other}' is not one of: text, json"),
+                ));
+            }
+            None => file.server.log_format.unwrap_or(LogFormat::Text),
+        };
+        let schedule = |name: &str, file_key: &str, from_file: Option<String>, default: &str| {
+            let (key, text) = match var(name) {
+                Some(v) => (name.to_owned(), v),
+                None => match from_file {
+                    Some(v) => (format!("timers.{file_key}"), v),
+                    None => (name.to_owned(), default.to_owned()),
+                },
+            };
+            text.trim()
+                .parse::<Schedule>()
+                .map_err(|e| ConfigError::new(key, e.to_string()))
+        };
+        let timers = TimerSchedules {
+            scale_down: schedule(
+                env::SCALE_DOWN_SCHEDULE,
+                "scale_down_schedule",
+                file.timers.scale_down_schedule,
+                DEFAULT_SCALE_DOWN_SCHEDULE,
+            )?,
+            reconcile: schedule(
+                env::RECONCILE_SCHEDULE,
+                "reconcile_schedule",
+                file.timers.reconcile_schedule,
+                DEFAULT_RECONCILE_SCHEDULE,
+            )?,
+        };
+        let function_keys = match var(env::FUNCTION_KEYS) {
+            Some(v) => parse_function_keys(&v)?,
+            None => file
+                .auth
+                .function_keys
+                .into_iter()
+                .map(|(name, value)| check_key(&format!("auth.function_keys.{name}"), name, value))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Config {
+            functions_port,
+            bind,
+            port,
+            max_body_bytes,
+            log_format,
+            timers,
+            function_keys,
+        })
+    }
+}
+
+fn read_file(path: PathBuf) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::new(
+            env::CONFIG_FILE,
+            format!("cannot read '{}': {e}", path.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        ConfigError::new(
+            format!("{} ({})", env::CONFIG_FILE, path.display()),
+            e.to_string().trim_end().replace('\n', " "),
+        )
+    })
+}
+
+fn parse_port(key: &str, value: &str) -> Result<u16, ConfigError> {
+    value
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ConfigError::new(key, format!("'{value}' is not a TCP port (1-65535)")))
+}
+
+/// `name=value` pairs separated by commas or semicolons.
+fn parse_function_keys(text: &str) -> Result<Vec<FunctionKey>, ConfigError> {
+    text.split([',', ';'])
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .enumerate()
+        .map(|(i, pair)| match pair.split_once('=') {
+            Some((name, value)) => check_key(env::FUNCTION_KEYS, name.trim().into(), value.into()),
+            None => Err(ConfigError::new(
+                env::FUNCTION_KEYS,
+                format!("entry {} is not of the form name=value", i + 1),
+            )),
+        })
+        .collect()
+}
+
+fn check_key(key: &str, name: String, value: String) -> Result<FunctionKey, ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(key, "a function key has an empty name"));
+    }
+    if value.trim().len() < 8 {
+        return Err(ConfigError::new(
+            key,
+            format!("function key '{name}' is shorter than 8 characters"),
+        ));
+    }
+    Ok(FunctionKey {
+        name,
+        value: Secret::new(value.trim()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_with_an_empty_environment() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.functions_port, None);
+        assert_eq!(config.port, DEFAULT_PORT);
+        assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(
+            config.timers.reconcile.expression(),
+            DEFAULT_RECONCILE_SCHEDULE
+        );
+        assert!(config.function_keys.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("cb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nport = 9000\nmax_body_bytes = 2048\n[timers]\nreconcile_schedule = \"*/5 * * * * *\"\n[auth.function_keys]\nops = \"from-file-key\"\n",
+        )
+        .unwrap();
+        let config = load(&[
+            (env::CONFIG_FILE, path.to_str().unwrap()),
+            (env::PORT, "9100"),
+        ])
+        .unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.max_body_bytes, 2048);
+        assert_eq!(config.timers.reconcile.expression(), "*/5 * * * * *");
+        assert_eq!(config.function_keys[0].name, "ops");
+        assert!(config.function_keys[0].value.matches(b"from-file-key"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_hide_secrets() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[(env::FUNCTIONS_PORT, "http")],
+                "FUNCTIONS_CUSTOMHANDLER_PORT: 'http' is not a TCP port",
+            ),
+            (&[(env::PORT, "70000")], "COMPUTEBRIDGE_PORT"),
+            (
+                &[(env::MAX_BODY_BYTES, "1MB")],
+                "COMPUTEBRIDGE_MAX_BODY_BYTES",
+            ),
+            (&[(env::MAX_BODY_BYTES, "0")], "server.max_body_bytes"),
+            (&[(env::LOG_FORMAT, "xml")], "COMPUTEBRIDGE_LOG_FORMAT"),
+            (
+                &[(env::RECONCILE_SCHEDULE, "*/5 * * * *")],
+                "RECONCILE_SCHEDULE: '*/5 * * * *' is not a valid",
+            ),
+            (
+                &[(env::FUNCTION_KEYS, "default")],
+                "COMPUTEBRIDGE_FUNCTION_KEYS: entry 1",
+            ),
+            (&[(env::FUNCTION_KEYS, "default=short")], "shorter than 8"),
+            (
+                &[(env::CONFIG_FILE, "/nonexistent/c.toml")],
+                "COMPUTEBRIDGE_CONFIG: cannot read",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let error = load(vars).unwrap_err().to_string();
+            assert!(error.contains(expected), "{vars:?}: {error}");
+            assert!(!error.contains("short\""), "{error}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("cb-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[server]\nprot = 9000\n").unwrap();
+        let error = load(&[(env::CONFIG_FILE, path.to_str().unwrap())])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `prot`"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,102 @@
+//! `AppState`: what every handler and timer shares, cloned cheaply behind an `Arc`.
+//!
+//! It holds the configuration, the run mode, the start instant and the book of timer runs that
+//! health reports. It holds no Azure clients yet; those arrive with the capabilities that use them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::timers::TimerFunction;
+
+/// How the process was started; handlers behave the same in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Started by the Functions host, which routes requests, checks keys and fires timers.
+    Functions,
+    /// On its own: checks function keys and fires timers itself.
+    Standalone,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+pub struct App {
+    pub config: Config,
+    pub mode: Mode,
+    pub started: Instant,
+    timer_book: Mutex<BTreeMap<&'static str, TimerStatus>>,
+}
+
+/// What health reports about one timer function.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimerStatus {
+    pub schedule: String,
+    pub runs: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_run: Option<OffsetDateTime>,
+    pub last_outcome: Option<String>,
+    /// Known only in standalone mode, where this process runs the schedule.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_run: Option<OffsetDateTime>,
+}
+
+impl AppState {
+    pub fn new(config: Config, mode: Mode) -> Self {
+        let timer_book = TimerFunction::ALL
+            .iter()
+            .map(|function| {
+                let status = TimerStatus {
+                    schedule: function.schedule(&config).to_string(),
+                    ..TimerStatus::default()
+                };
+                (function.name(), status)
+            })
+            .collect();
+        AppState(Arc::new(App {
+            config,
+            mode,
+            started: Instant::now(),
+            timer_book: Mutex::new(timer_book),
+        }))
+    }
+
+    /// Whether this process must check function keys itself.
+    pub fn checks_function_keys(&self) -> bool {
+        self.mode == Mode::Standalone
+    }
+
+    pub fn record_timer_run(&self, function: TimerFunction, at: OffsetDateTime, outcome: &str) {
+        let mut book = self.timer_book.lock().expect("timer book lock poisoned");
+        let status = book.entry(function.name()).or_default();
+        status.runs += 1;
+        status.last_run = Some(at);
+        status.last_outcome = Some(outcome.to_owned());
+    }
+
+    pub fn record_next_timer_run(&self, function: TimerFunction, at: Option<OffsetDateTime>) {
+        let mut book = self.timer_book.lock().expect("timer book lock poisoned");
+        book.entry(function.name()).or_default().next_run = at;
+    }
+
+    pub fn timer_statuses(&self) -> BTreeMap<&'static str, TimerStatus> {
+        self.timer_book
+            .lock()
+            .expect("timer book lock poisoned")
+            .clone()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}

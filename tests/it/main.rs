@@ -1,0 +1,8 @@
+//! Integration tests: one binary, every test through the real executable.
+
+mod harness;
+
+mod harness_fidelity;
+mod host_protocol;
+mod standalone_mode;
+mod startup;
