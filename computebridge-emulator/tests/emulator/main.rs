@@ -1,0 +1,9 @@
+//! The emulator's REST contracts, driven end to end over HTTP.
+
+mod support;
+
+mod aci;
+mod batch;
+mod control;
+mod identity;
+mod keyvault;
