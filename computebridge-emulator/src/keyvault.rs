@@ -37,6 +37,8 @@ struct Secret {
     versions: Vec<Version>,
     /// Reads are refused as by an RBAC denial.
     forbidden: bool,
+    /// Backs a Key Vault certificate (`managed`, `kid` in answers).
+    managed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,13 @@ pub struct SeedSecret {
     pub content_type: Option<String>,
     #[serde(default)]
     pub forbidden: bool,
+    #[serde(default)]
+    pub managed: bool,
+    /// Unix seconds.
+    #[serde(default)]
+    pub not_before: Option<i64>,
+    #[serde(default)]
+    pub expires: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -88,9 +97,13 @@ impl Vaults {
                 name: seed.name.clone(),
                 versions: Vec::new(),
                 forbidden: false,
+                managed: false,
             });
         secret.forbidden = seed.forbidden;
-        let version = new_version(seed.value, seed.content_type, seed.enabled, Map::new());
+        secret.managed = seed.managed;
+        let mut version = new_version(seed.value, seed.content_type, seed.enabled, Map::new());
+        version.nbf = seed.not_before;
+        version.exp = seed.expires;
         let id = version.id.clone();
         secret.versions.push(version);
         Ok(id)
@@ -229,14 +242,15 @@ pub fn handle(state: &Shared, vault_name: &str, request: &Incoming) -> Response 
     let base = format!("https://{}", request.host);
     let segments = request.segments();
     match (request.method.clone(), segments.as_slice()) {
-        (Method::GET, ["secrets"]) => list_secrets(vault, &base),
+        (Method::GET, ["secrets"]) => list_secrets(vault, &base, request),
         (Method::PUT, ["secrets", name]) => set_secret(vault, &base, name, request),
-        (Method::GET, ["secrets", name, "versions"]) => list_versions(vault, &base, name),
+        (Method::GET, ["secrets", name, "versions"]) => list_versions(vault, &base, name, request),
         (Method::GET, ["secrets", name]) => get_secret(vault, &base, name, None),
         (Method::GET, ["secrets", name, version]) => get_secret(vault, &base, name, Some(version)),
         (Method::PATCH, ["secrets", name, version]) => {
-            update_secret(vault, &base, name, version, request)
+            update_secret(vault, &base, name, Some(version), request)
         }
+        (Method::PATCH, ["secrets", name]) => update_secret(vault, &base, name, None, request),
         (Method::DELETE, ["secrets", name]) => delete_secret(vault, &base, name),
         _ => error(
             StatusCode::BAD_REQUEST,
@@ -289,6 +303,10 @@ fn bundle(base: &str, secret: &Secret, version: &Version, with_value: bool) -> V
     }
     if let Some(content_type) = &version.content_type {
         body["contentType"] = json!(content_type);
+    }
+    if secret.managed {
+        body["managed"] = json!(true);
+        body["kid"] = json!(format!("{base}/keys/{}/{}", secret.name, version.id));
     }
     body
 }
@@ -382,6 +400,7 @@ fn set_secret(vault: &mut Vault, base: &str, name: &str, request: &Incoming) -> 
             name: name.to_owned(),
             versions: Vec::new(),
             forbidden: false,
+            managed: false,
         });
     secret.versions.push(version.clone());
     ok(&bundle(base, secret, &version, true))
@@ -391,17 +410,20 @@ fn update_secret(
     vault: &mut Vault,
     base: &str,
     name: &str,
-    version_id: &str,
+    version_id: Option<&str>,
     request: &Incoming,
 ) -> Response {
     let Some(secret) = vault.secrets.get_mut(&name.to_ascii_lowercase()) else {
         return not_found(name);
     };
-    let Some(version) = secret
-        .versions
-        .iter_mut()
-        .find(|v| v.id.eq_ignore_ascii_case(version_id))
-    else {
+    let version = match version_id {
+        Some(id) => secret
+            .versions
+            .iter_mut()
+            .find(|v| v.id.eq_ignore_ascii_case(id)),
+        None => secret.versions.last_mut(),
+    };
+    let Some(version) = version else {
         return not_found(name);
     };
     let body = request.json().unwrap_or(Value::Null);
@@ -425,7 +447,7 @@ fn update_secret(
     ok(&bundle(base, secret, &version, false))
 }
 
-fn list_versions(vault: &Vault, base: &str, name: &str) -> Response {
+fn list_versions(vault: &Vault, base: &str, name: &str, request: &Incoming) -> Response {
     let Some(secret) = vault.secrets.get(&name.to_ascii_lowercase()) else {
         return not_found(name);
     };
@@ -434,10 +456,36 @@ fn list_versions(vault: &Vault, base: &str, name: &str) -> Response {
         .iter()
         .map(|v| bundle(base, secret, v, false))
         .collect();
-    ok(&json!({"value": items, "nextLink": null}))
+    page(
+        items,
+        &format!("{base}/secrets/{}/versions", secret.name),
+        request,
+    )
 }
 
-fn list_secrets(vault: &Vault, base: &str) -> Response {
+/// One page of a listing: `maxresults` items (default 25) from the `$skiptoken` offset, with a
+/// `nextLink` while more remain.
+fn page(items: Vec<Value>, url: &str, request: &Incoming) -> Response {
+    let size = request
+        .query("maxresults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .filter(|m| (1..=25).contains(m))
+        .unwrap_or(25);
+    let start = request
+        .query("$skiptoken")
+        .and_then(|t| t.strip_prefix("emu-"))
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(0);
+    let end = (start + size).min(items.len());
+    let next = (end < items.len()).then(|| {
+        let version = request.query("api-version").unwrap_or("7.5");
+        format!("{url}?api-version={version}&$skiptoken=emu-{end}&maxresults={size}")
+    });
+    let items: Vec<Value> = items.into_iter().skip(start).take(size).collect();
+    ok(&json!({"value": items, "nextLink": next}))
+}
+
+fn list_secrets(vault: &Vault, base: &str, request: &Incoming) -> Response {
     let items: Vec<Value> = vault
         .secrets
         .values()
@@ -448,7 +496,7 @@ fn list_secrets(vault: &Vault, base: &str) -> Response {
             Some(item)
         })
         .collect();
-    ok(&json!({"value": items, "nextLink": null}))
+    page(items, &format!("{base}/secrets"), request)
 }
 
 fn delete_secret(vault: &mut Vault, base: &str, name: &str) -> Response {

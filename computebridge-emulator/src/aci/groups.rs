@@ -249,18 +249,16 @@ impl Group {
             ),
         );
         properties.insert("restartPolicy".into(), json!(self.restart_policy));
-        if !self.registry_credentials.is_empty() {
-            let shown: Vec<Value> = self
-                .registry_credentials
-                .iter()
-                .map(|c| {
-                    let mut shown = c.as_object().cloned().unwrap_or_default();
-                    shown.remove("password");
-                    Value::Object(shown)
-                })
-                .collect();
-            properties.insert("imageRegistryCredentials".into(), json!(shown));
-        }
+        let shown: Vec<Value> = self
+            .registry_credentials
+            .iter()
+            .map(|c| {
+                let mut shown = c.as_object().cloned().unwrap_or_default();
+                shown.remove("password");
+                Value::Object(shown)
+            })
+            .collect();
+        properties.insert("imageRegistryCredentials".into(), json!(shown));
         if with_instance_view {
             properties.insert("instanceView".into(), json!({"events": self.events.iter().map(Event::to_json).collect::<Vec<_>>(), "state": self.state}));
         }

@@ -291,22 +291,24 @@ fn check_version(version: &str) -> Option<Response> {
 fn resource_group(state: &Shared, request: &Incoming, subscription: &str, name: &str) -> Response {
     let mut aci = state.aci.lock().unwrap();
     let key = rg_key(subscription, name);
-    let body = |name: &str, location: &str| {
+    let body = |name: &str, location: &str, tags: &Value| {
         json!({
             "id": format!("/subscriptions/{subscription}/resourceGroups/{name}"),
             "name": name,
             "type": "Microsoft.Resources/resourceGroups",
             "location": location,
+            "tags": tags,
             "properties": {"provisioningState": "Succeeded"},
         })
     };
     match request.method {
         Method::PUT => {
-            let location = request
-                .json()
-                .ok()
-                .and_then(|b| b["location"].as_str().map(str::to_owned))
+            let submitted = request.json().unwrap_or(Value::Null);
+            let location = submitted["location"]
+                .as_str()
+                .map(str::to_owned)
                 .unwrap_or_else(default_location);
+            let tags = submitted.get("tags").cloned().unwrap_or(json!({}));
             let existed = aci
                 .resource_groups
                 .insert(key, (name.to_owned(), location.clone()))
@@ -318,11 +320,13 @@ fn resource_group(state: &Shared, request: &Incoming, subscription: &str, name: 
                     StatusCode::CREATED
                 },
                 JSON,
-                &body(name, &location),
+                &body(name, &location, &tags),
             )
         }
         Method::GET => match aci.resource_groups.get(&key) {
-            Some((name, location)) => http::json(StatusCode::OK, JSON, &body(name, location)),
+            Some((name, location)) => {
+                http::json(StatusCode::OK, JSON, &body(name, location, &json!({})))
+            }
             None => arm::error(
                 StatusCode::NOT_FOUND,
                 "ResourceGroupNotFound",
@@ -593,10 +597,9 @@ fn group_route(
             let Some(group) = aci.groups.get_mut(&key) else {
                 return Some(not_found());
             };
-            if group.transitioning(now) {
-                return Some(transitioning());
-            }
+            // Stop is synchronous and ends any deployment in flight.
             if group.active() {
+                group.provisioned_at = None;
                 group.deployment += 1;
                 for container in &mut group.containers {
                     container.stop_process();
@@ -813,6 +816,7 @@ fn build_group(
             .unwrap_or_default();
         props.remove("instanceView");
         props.remove("environmentVariables");
+        props.entry("ports").or_insert(json!([]));
         containers.push(Container {
             name: container_name,
             image,
@@ -860,9 +864,11 @@ fn build_group(
     let identity = body.get("identity").filter(|v| v.is_object()).map(|identity| {
         let mut identity = identity.clone();
         let kind = identity["type"].as_str().unwrap_or("").to_owned();
+        if kind != "None" {
+            identity["tenantId"] = json!("72f988bf-86f1-41af-91ab-2d7cd011db47");
+        }
         if kind.contains("SystemAssigned") {
             identity["principalId"] = json!(uuid::Uuid::new_v4().to_string());
-            identity["tenantId"] = json!("72f988bf-86f1-41af-91ab-2d7cd011db47");
         }
         if let Some(assigned) = identity["userAssignedIdentities"].as_object_mut() {
             for value in assigned.values_mut() {

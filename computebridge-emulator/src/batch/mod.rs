@@ -168,6 +168,13 @@ fn valid_api_version(version: &str) -> bool {
 pub fn handle(state: &Shared, account_name: &str, request: &Incoming) -> Response {
     let account_name = account_name.to_ascii_lowercase();
     let mut response = route(state, &account_name, request);
+    if request.method == Method::POST && !response.headers().contains_key("dataserviceid") {
+        http::set_header(
+            &mut response,
+            "dataserviceid",
+            &format!("https://{}{}", request.host, request.path),
+        );
+    }
     if request
         .header("return-client-request-id")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -460,19 +467,21 @@ fn route(state: &Shared, account_name: &str, request: &Incoming) -> Response {
                             }
                         },
                     };
+                    // Batch evaluates a newly enabled formula shortly after, not within the
+                    // request: a pool enabled and disabled at once keeps its targets.
                     pool.auto_scale = Some(AutoScale {
                         formula: formula_text,
                         interval,
-                        next_evaluation: now,
-                        last_run: None,
+                        next_evaluation: now + timings.batch_settle,
+                        last_run: pool.auto_scale.as_ref().and_then(|a| a.last_run.clone()),
                     });
                     pool.last_enable_auto_scale = Some(now);
                     pool.touch(now);
-                    let evictions = evaluate_auto_scale(pool, quota, now, timings);
-                    let etag = pool.etag.clone();
-                    let modified = pool.last_modified;
-                    apply_evictions(account, pool_id, evictions, now);
-                    accepted(StatusCode::OK, request, Some((&etag, modified)))
+                    accepted(
+                        StatusCode::OK,
+                        request,
+                        Some((&pool.etag.clone(), pool.last_modified)),
+                    )
                 }
                 (Method::POST, ["disableautoscale"]) => {
                     pool.auto_scale = None;
@@ -580,7 +589,10 @@ fn route(state: &Shared, account_name: &str, request: &Incoming) -> Response {
                     accepted(StatusCode::ACCEPTED, request, None)
                 }
                 (Method::GET, ["taskcounts"]) => {
-                    ok_json(StatusCode::OK, job.counts_json(api_version), None)
+                    let mut counts = job.counts_json(api_version);
+                    counts["odata.metadata"] =
+                        json!(format!("{base}/$metadata#taskcounts/@Element"));
+                    ok_json(StatusCode::OK, counts, None)
                 }
                 (Method::GET, ["tasks"]) => {
                     let items: Vec<Value> =

@@ -104,6 +104,10 @@ pub struct SeedPool {
     pub auto_scale_formula: Option<String>,
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// Pool properties the emulator does not model (`displayName`, `userAccounts`,
+    /// `cloudServiceConfiguration`, …), answered as given.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
 }
 
 fn default_vm_size() -> String {
@@ -139,6 +143,7 @@ pub struct Pool {
     pub start_task_fails: bool,
     pub allocatable_nodes: Option<u32>,
     pub metadata: Option<Value>,
+    pub properties: Map<String, Value>,
     pub samples: Vec<(OffsetDateTime, u32, u32)>,
     next_node: u64,
 }
@@ -208,6 +213,7 @@ impl Pool {
             start_task_fails: seed.start_task_fails,
             allocatable_nodes: seed.allocatable_nodes,
             metadata: seed.metadata.clone(),
+            properties: seed.properties.clone(),
             samples: Vec::new(),
             next_node: 0,
         };
@@ -517,7 +523,7 @@ impl Pool {
 
     /// The pool as `GET /pools/{id}` answers it.
     pub fn to_json(&self, base: &str) -> Value {
-        let mut body = Map::new();
+        let mut body = self.properties.clone();
         let mut put = |k: &str, v: Value| {
             body.insert(k.to_owned(), v);
         };

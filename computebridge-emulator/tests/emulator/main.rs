@@ -4,6 +4,7 @@ mod support;
 
 mod aci;
 mod batch;
+mod conformance;
 mod control;
 mod identity;
 mod keyvault;
