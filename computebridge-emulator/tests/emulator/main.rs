@@ -4,6 +4,7 @@ mod support;
 
 mod aci;
 mod batch;
+mod binary;
 mod conformance;
 mod control;
 mod identity;
