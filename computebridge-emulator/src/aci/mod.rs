@@ -580,18 +580,16 @@ fn group_route(
                 c.log_bytes = 0;
                 c.next_restart = None;
             });
-            let operation = deploy(
+            redeploy(
                 &mut aci,
-                &mut group,
+                key,
+                group,
+                state,
                 now,
-                state.options.timings.aci_provisioning,
-                "Updating",
-            );
-            let location = group.location.clone();
-            aci.groups.insert(key, group);
-            let mut response = http::empty(StatusCode::ACCEPTED);
-            async_operation_header(&mut response, request, subscription, &location, &operation);
-            response
+                StatusCode::ACCEPTED,
+                request,
+                subscription,
+            )
         }
         (Method::POST, ["stop"]) => {
             let Some(group) = aci.groups.get_mut(&key) else {
@@ -645,18 +643,16 @@ fn group_route(
                 c.stop_process();
                 c.next_restart = None;
             });
-            let operation = deploy(
+            redeploy(
                 &mut aci,
-                &mut group,
+                key,
+                group,
+                state,
                 now,
-                state.options.timings.aci_provisioning,
-                "Updating",
-            );
-            let location = group.location.clone();
-            aci.groups.insert(key, group);
-            let mut response = http::empty(StatusCode::NO_CONTENT);
-            async_operation_header(&mut response, request, subscription, &location, &operation);
-            response
+                StatusCode::NO_CONTENT,
+                request,
+                subscription,
+            )
         }
         (Method::GET, ["containers", container, "logs"]) => {
             let Some(group) = aci.groups.get(&key) else {
@@ -902,6 +898,33 @@ fn build_group(
         provisioned_at: None,
         operation: None,
     })
+}
+
+/// Start and restart: a new deployment of a stopped or running group, answered with `status` and
+/// the operation to poll.
+#[allow(clippy::too_many_arguments)]
+fn redeploy(
+    aci: &mut Aci,
+    key: String,
+    mut group: Group,
+    state: &Shared,
+    now: OffsetDateTime,
+    status: StatusCode,
+    request: &Incoming,
+    subscription: &str,
+) -> Response {
+    let operation = deploy(
+        aci,
+        &mut group,
+        now,
+        state.options.timings.aci_provisioning,
+        "Updating",
+    );
+    let location = group.location.clone();
+    aci.groups.insert(key, group);
+    let mut response = http::empty(status);
+    async_operation_header(&mut response, request, subscription, &location, &operation);
+    response
 }
 
 /// Starts a new deployment of `group`: provisioning until `now + delay`; returns the operation id.

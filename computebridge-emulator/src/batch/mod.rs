@@ -514,15 +514,7 @@ fn route(state: &Shared, account_name: &str, request: &Incoming) -> Response {
                     ));
                     ok_json(StatusCode::OK, run, None)
                 }
-                _ => fail(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidUri",
-                    &format!(
-                        "The requested URI does not represent any resource on the server: {} {}",
-                        request.method, request.path
-                    ),
-                    &[],
-                ),
+                _ => invalid_uri(account_name, request),
             }
         }
         (Method::POST, ["jobs"]) => {
@@ -659,27 +651,24 @@ fn route(state: &Shared, account_name: &str, request: &Incoming) -> Response {
                         ),
                     }
                 }
-                _ => fail(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidUri",
-                    &format!(
-                        "The requested URI does not represent any resource on the server: {} {}",
-                        request.method, request.path
-                    ),
-                    &[],
-                ),
+                _ => invalid_uri(account_name, request),
             }
         }
-        _ => fail(
-            StatusCode::BAD_REQUEST,
-            "InvalidUri",
-            &format!(
-                "The requested URI does not represent any resource on the server: {} {}",
-                request.method, request.path
-            ),
-            &[],
-        ),
+        _ => invalid_uri(account_name, request),
     }
+}
+
+fn invalid_uri(account: &str, request: &Incoming) -> Response {
+    error(
+        account,
+        StatusCode::BAD_REQUEST,
+        "InvalidUri",
+        &format!(
+            "The requested URI does not represent any resource on the server: {} {}",
+            request.method, request.path
+        ),
+        &[],
+    )
 }
 
 /// Cores of each kind still free in the account for `pool_id` (its own nodes count as free).

@@ -196,17 +196,17 @@ async fn replay(file: &str) {
     );
 }
 
-#[test]
-fn every_recording_is_replayed() {
+/// Files under `shared/{folder}` (paths relative to it) for which `keep` holds.
+fn files_under(folder: &str, keep: impl Fn(&std::path::Path) -> bool) -> Vec<String> {
+    let root = shared().join(folder);
     let mut files = Vec::new();
-    let root = shared().join("recordings");
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if !path.ends_with("README.md") {
+            } else if keep(&path) {
                 files.push(
                     path.strip_prefix(&root)
                         .unwrap()
@@ -216,6 +216,12 @@ fn every_recording_is_replayed() {
             }
         }
     }
+    files
+}
+
+#[test]
+fn every_recording_is_replayed() {
+    let mut files = files_under("recordings", |path| !path.ends_with("README.md"));
     files.sort();
     let mut listed: Vec<String> = RECORDINGS.iter().map(|(f, _)| f.to_string()).collect();
     listed.sort();

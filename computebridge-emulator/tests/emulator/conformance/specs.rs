@@ -392,24 +392,9 @@ async fn every_spec_example_is_answered_in_shape() {
 
 #[test]
 fn every_spec_example_is_listed() {
-    let root = super::shared().join("specs");
-    let mut files = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.parent().is_some_and(|p| p.ends_with("examples")) {
-                files.push(
-                    path.strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
+    let files = super::files_under("specs", |path| {
+        path.parent().is_some_and(|p| p.ends_with("examples"))
+    });
     let listed: Vec<&str> = EXAMPLES.iter().map(|(f, _, _, _)| *f).collect();
     let unlisted: Vec<&String> = files
         .iter()
