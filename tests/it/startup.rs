@@ -8,12 +8,10 @@ async fn run_to_exit(args: &[&str], settings: &[(&str, &str)]) -> (i32, String) 
     let mut command = clean_command(env!("CARGO_BIN_EXE_computebridge").as_ref());
     command.args(args).envs(settings.iter().copied());
     let mut process = Process::spawn(command).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), process.child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(20), process.wait())
         .await
         .expect("the binary exits on bad configuration instead of hanging")
         .unwrap();
-    // Output readers finish once the pipes close.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     (status.code().unwrap_or(-1), process.lines.text())
 }
 

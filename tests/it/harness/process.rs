@@ -49,6 +49,7 @@ impl Lines {
 pub struct Process {
     pub child: Child,
     pub lines: Lines,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Process {
@@ -62,6 +63,7 @@ impl Process {
         let lines = Lines::default();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let mut readers = Vec::new();
         for (stream, reader) in [
             (
                 Stream::Stdout,
@@ -70,7 +72,7 @@ impl Process {
             (Stream::Stderr, Box::new(stderr)),
         ] {
             let lines = lines.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut reader = BufReader::new(reader).lines();
                 while let Ok(Some(line)) = reader.next_line().await {
                     if std::env::var_os("TEST_LOG").is_some() {
@@ -78,9 +80,22 @@ impl Process {
                     }
                     lines.0.lock().unwrap().push((stream, line));
                 }
-            });
+            }));
         }
-        Ok(Process { child, lines })
+        Ok(Process {
+            child,
+            lines,
+            readers,
+        })
+    }
+
+    /// Waits for the process to exit and for all of its output to be read.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await?;
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
+        }
+        Ok(status)
     }
 
     /// The exit status if the process has ended.
