@@ -572,13 +572,12 @@ fn group_route(
                 aci.groups.insert(key, group);
                 return Some(transitioning());
             }
+            // A start is a new deployment: fresh containers, fresh logs.
             group.containers.iter_mut().for_each(|c| {
-                c.stop_process();
                 c.restart_count = 0;
                 c.previous_state = None;
                 c.logs.clear();
                 c.log_bytes = 0;
-                c.next_restart = None;
             });
             redeploy(
                 &mut aci,
@@ -624,7 +623,7 @@ fn group_route(
             http::empty(StatusCode::NO_CONTENT)
         }
         (Method::POST, ["restart"]) => {
-            let Some(mut group) = aci.groups.remove(&key) else {
+            let Some(group) = aci.groups.remove(&key) else {
                 return Some(not_found());
             };
             if group.state == "Stopped" {
@@ -639,10 +638,6 @@ fn group_route(
                 aci.groups.insert(key, group);
                 return Some(transitioning());
             }
-            group.containers.iter_mut().for_each(|c| {
-                c.stop_process();
-                c.next_restart = None;
-            });
             redeploy(
                 &mut aci,
                 key,
@@ -927,7 +922,8 @@ fn redeploy(
     response
 }
 
-/// Starts a new deployment of `group`: provisioning until `now + delay`; returns the operation id.
+/// Starts a new deployment of `group`, stopping whatever its containers ran: provisioning until
+/// `now + delay`; returns the operation id.
 fn deploy(
     aci: &mut Aci,
     group: &mut Group,
@@ -944,10 +940,12 @@ fn deploy(
     group.state = "Pending".into();
     group.provisioned_at = Some(now + delay);
     for container in &mut group.containers {
+        container.stop_process();
         container.state = Some(ContainerState::Waiting {
             detail: String::new(),
         });
         container.next_pull = None;
+        container.next_restart = None;
     }
     let operation = uuid::Uuid::new_v4().to_string();
     aci.operations.insert(

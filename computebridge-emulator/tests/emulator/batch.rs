@@ -37,6 +37,20 @@ async fn pool(emu: &Emu, token: &str, id: &str) -> Value {
     reply.body
 }
 
+async fn nodes(emu: &Emu, token: &str, id: &str) -> Value {
+    let reply = emu
+        .send(
+            Method::GET,
+            BATCH,
+            &format!("/pools/{id}/nodes?{V}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
 async fn steady(emu: &Emu, token: &str, id: &str) -> Value {
     eventually(Duration::from_secs(10), "a steady pool", || async {
         let pool = pool(emu, token, id).await;
@@ -100,16 +114,7 @@ async fn resize_up_allocates_nodes_that_become_idle() {
     assert_eq!(done["currentDedicatedNodes"], 3);
     assert!(done.get("resizeErrors").is_none());
     let idle = eventually(Duration::from_secs(10), "idle nodes", || async {
-        let nodes = emu
-            .send(
-                Method::GET,
-                BATCH,
-                &format!("/pools/p1/nodes?{V}"),
-                Some(&token),
-                None,
-            )
-            .await
-            .body;
+        let nodes = nodes(&emu, &token, "p1").await;
         let states: Vec<String> = nodes["value"]
             .as_array()
             .unwrap()
@@ -366,16 +371,7 @@ async fn tasks_run_on_idle_nodes_and_report_exit_codes() {
     let added = post(&emu, &token, "/jobs/j1/tasks", json!({"id": "t1", "commandLine": "/bin/sh -c 'sleep 1; test \"$AZ_BATCH_TASK_ID\" = t1 && exit 3'"})).await;
     assert_eq!(added.status, 201, "{}", added.text);
     let running = eventually(Duration::from_secs(10), "a running node", || async {
-        let nodes = emu
-            .send(
-                Method::GET,
-                BATCH,
-                &format!("/pools/p1/nodes?{V}"),
-                Some(&token),
-                None,
-            )
-            .await
-            .body;
+        let nodes = nodes(&emu, &token, "p1").await;
         (nodes["value"][0]["state"] == "running").then_some(nodes)
     })
     .await;

@@ -35,7 +35,7 @@ pub enum Service {
 }
 
 /// What a recording needs before its first request, beyond what is derived from it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Setup {
     pub enable_autoscale: bool,
     pub start_resize: bool,
