@@ -1,7 +1,10 @@
 //! Function-key checks for standalone mode, as the Functions host does them: the key comes from the
 //! `x-functions-key` header, or else the `code` query parameter, and must equal one of the
-//! configured keys (compared in constant time). Under the Functions host this module is not used:
-//! the host checks keys before it forwards a request.
+//! configured keys (compared in constant time). Keys may be Key Vault references, resolved through
+//! the secret cache; if none matches and one could not be resolved, the answer is 503
+//! `FunctionKeysUnavailable` naming the secret, so a Key Vault problem is not mistaken for a wrong
+//! key. Under the Functions host this module is not used: the host checks keys before it forwards
+//! a request.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -23,15 +26,26 @@ pub async fn require_function_key(
         Some(value) => Some(value.as_bytes().to_vec()),
         None => query_key(request.uri().query().unwrap_or("")),
     };
-    let accepted = presented.is_some_and(|key| {
-        state
-            .config
-            .function_keys
-            .iter()
-            .fold(false, |found, k| k.value.matches(&key) | found)
-    });
+    let mut accepted = false;
+    let mut unresolved = None;
+    if let Some(key) = presented {
+        for configured in &state.config.function_keys {
+            match state.secrets.resolve(&configured.value).await {
+                Ok(value) => accepted |= value.matches(&key),
+                Err(error) => unresolved = Some(error),
+            }
+        }
+    }
     if accepted {
         next.run(request).await
+    } else if let Some(error) = unresolved {
+        tracing::error!(secret = %error.reference, error.code = %error.error.code, error.message = %error.error.message, "a function key could not be read from Key Vault");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "FunctionKeysUnavailable",
+            format!("function keys could not be checked: {error}"),
+        )
+        .into_response()
     } else {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

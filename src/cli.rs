@@ -1,13 +1,15 @@
 //! The command line: which mode to run in.
 //!
 //! - no command, with `FUNCTIONS_CUSTOMHANDLER_PORT` set: Functions custom-handler mode;
-//! - `serve [--port N]`: standalone, with its own scheduler and key checks.
+//! - `serve [--port N]`: standalone, with its own scheduler and key checks;
+//! - `dev [--port N]`: standalone against the embedded local Azure emulator, seeded with demos.
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Functions,
     Serve { port: Option<u16> },
+    Dev { port: Option<u16> },
     Help,
     Version,
 }
@@ -19,6 +21,8 @@ usage:
   computebridge                  run as an Azure Functions custom handler
                                  (needs FUNCTIONS_CUSTOMHANDLER_PORT, set by the Functions host)
   computebridge serve [--port N] run standalone: own timer scheduler and function-key checks
+  computebridge dev [--port N]   run standalone against the embedded local Azure emulator
+                                 (no Azure account needed; function key: dev)
   computebridge --version | --help
 
 configuration: environment variables and the TOML file named by COMPUTEBRIDGE_CONFIG (see README.md)";
@@ -38,6 +42,7 @@ pub fn parse(args: &[String], functions_port_set: bool) -> Result<Command, Strin
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("-V" | "--version") => return Ok(Command::Version),
         Some("serve") => "serve",
+        Some("dev") => "dev",
         Some(other) => return Err(format!("unknown command '{other}'")),
     };
     let mut port = None;
@@ -53,7 +58,10 @@ pub fn parse(args: &[String], functions_port_set: bool) -> Result<Command, Strin
             other => return Err(format!("{command}: unknown argument '{other}'")),
         }
     }
-    Ok(Command::Serve { port })
+    Ok(match command {
+        "dev" => Command::Dev { port },
+        _ => Command::Serve { port },
+    })
 }
 
 #[cfg(test)]
@@ -93,5 +101,9 @@ mod tests {
                 .contains("launch")
         );
         assert_eq!(parse(&args(&["--version"]), false), Ok(Command::Version));
+        assert_eq!(
+            parse(&args(&["dev", "-p", "8080"]), false),
+            Ok(Command::Dev { port: Some(8080) })
+        );
     }
 }

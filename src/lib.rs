@@ -4,26 +4,32 @@
 //! # Layout (in reading order)
 //! - [`cli`]: which mode the command line asks for.
 //! - [`config`]: the one typed configuration; the only reader of the environment.
+//! - [`dev`]: the `dev` command: the in-process emulator, seeded, and the config pointing at it.
 //! - [`startup`]: binds and serves; shared by both modes and the tests.
 //! - [`routes`]: the HTTP surface, one router for both modes.
 //! - [`invocation`]: the Functions host's invocation protocol for non-HTTP triggers.
 //! - [`timers`]: what the `ScaleDown` and `Reconcile` timers do.
 //! - [`scheduler`]: fires the timers in standalone mode.
 //! - [`auth`]: function-key checks in standalone mode.
+//! - [`azure`]: the cloud, the one credential and the transport every Azure client uses.
+//! - [`secrets`]: Key Vault references in configuration and the cache that resolves them.
 //! - [`error`]: the JSON error every caller sees.
 //! - [`schedule`]: NCRONTAB parsing and next-occurrence.
 //! - [`secret`]: values that never reach a log or a response.
 //! - [`state`], [`telemetry`]: shared state and logging setup.
 
 pub mod auth;
+pub mod azure;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod invocation;
 pub mod routes;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use computebridge::cli::{self, Command};
 use computebridge::config::{self, Config};
+use computebridge::dev;
 use computebridge::startup::{self, Application};
 use computebridge::state::Mode;
 use computebridge::telemetry;
@@ -29,7 +30,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Functions => Mode::Functions,
-        Command::Serve { .. } => Mode::Standalone,
+        Command::Serve { .. } | Command::Dev { .. } => Mode::Standalone,
     };
     let mut config = match Config::from_env() {
         Ok(config) => config,
@@ -38,9 +39,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Command::Serve { port: Some(port) } = command {
+    if let Command::Serve { port: Some(port) } | Command::Dev { port: Some(port) } = command {
         config.port = port;
     }
+    telemetry::init(config.log_format);
+    let emulator = match command {
+        Command::Dev { .. } => match dev::start_emulator(&mut config).await {
+            Ok(emulator) => Some(emulator),
+            Err(message) => {
+                eprintln!("computebridge: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     if mode == Mode::Standalone && config.function_keys.is_empty() {
         eprintln!(
             "computebridge: invalid configuration: {}: standalone mode checks function keys itself and needs at least one (name=value)",
@@ -48,16 +60,20 @@ async fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    telemetry::init(config.log_format);
     let application = match Application::build(config, mode).await {
         Ok(application) => application,
         Err(error) => {
-            tracing::error!(error.cause = %error, "cannot bind the listening address");
+            tracing::error!(error.cause = %error, "cannot start");
             return ExitCode::FAILURE;
         }
     };
     match application.local_addr() {
-        Ok(address) => tracing::info!(mode = ?mode, "listening on http://{address}"),
+        Ok(address) => {
+            tracing::info!(mode = ?mode, "listening on http://{address}");
+            if let Some(emulator) = &emulator {
+                println!("{}", dev::banner(address, emulator));
+            }
+        }
         Err(error) => tracing::warn!(error.cause = %error, "listening address unknown"),
     }
     match application

@@ -8,10 +8,20 @@ use std::net::{Ipv4Addr, SocketAddr};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::azure::error::AzureError;
 use crate::config::Config;
 use crate::routes;
 use crate::scheduler;
 use crate::state::{AppState, Mode};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind the listening address: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error("cannot set up the Azure credential: {0}")]
+    Azure(#[from] AzureError),
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -21,16 +31,14 @@ pub struct Application {
 impl Application {
     /// Binds the address the mode calls for: `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` under the
     /// host (it always calls IPv4 loopback), the configured address when standalone.
-    pub async fn build(config: Config, mode: Mode) -> std::io::Result<Application> {
+    pub async fn build(config: Config, mode: Mode) -> Result<Application, StartError> {
         let address = match (mode, config.functions_port) {
             (Mode::Functions, Some(port)) => SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             _ => SocketAddr::new(config.bind, config.port),
         };
+        let state = AppState::new(config, mode)?;
         let listener = TcpListener::bind(address).await?;
-        Ok(Application {
-            listener,
-            state: AppState::new(config, mode),
-        })
+        Ok(Application { listener, state })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

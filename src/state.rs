@@ -1,7 +1,7 @@
 //! `AppState`: what every handler and timer shares, cloned cheaply behind an `Arc`.
 //!
-//! It holds the configuration, the run mode, the start instant and the book of timer runs that
-//! health reports. It holds no Azure clients yet; those arrive with the capabilities that use them.
+//! It holds the configuration, the run mode, the start instant, the Azure context with the secret
+//! cache, and the book of timer runs that health reports.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,10 @@ use std::time::Instant;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::azure::Azure;
+use crate::azure::error::AzureError;
 use crate::config::Config;
+use crate::secrets::store::SecretStore;
 use crate::timers::TimerFunction;
 
 /// How the process was started; handlers behave the same in every mode.
@@ -30,6 +33,8 @@ pub struct App {
     pub config: Config,
     pub mode: Mode,
     pub started: Instant,
+    pub azure: Azure,
+    pub secrets: SecretStore,
     timer_book: Mutex<BTreeMap<&'static str, TimerStatus>>,
 }
 
@@ -48,7 +53,10 @@ pub struct TimerStatus {
 }
 
 impl AppState {
-    pub fn new(config: Config, mode: Mode) -> Self {
+    /// Fails only when the SDK refuses the credential settings.
+    pub fn new(config: Config, mode: Mode) -> Result<Self, AzureError> {
+        let azure = Azure::new(&config.azure)?;
+        let secrets = SecretStore::new(azure.clone(), config.secret_cache);
         let timer_book = TimerFunction::ALL
             .iter()
             .map(|function| {
@@ -59,12 +67,14 @@ impl AppState {
                 (function.name(), status)
             })
             .collect();
-        AppState(Arc::new(App {
+        Ok(AppState(Arc::new(App {
             config,
             mode,
             started: Instant::now(),
+            azure,
+            secrets,
             timer_book: Mutex::new(timer_book),
-        }))
+        })))
     }
 
     /// Whether this process must check function keys itself.

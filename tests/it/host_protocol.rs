@@ -72,7 +72,7 @@ async fn unknown_routes_and_methods_answer_json_errors() {
         "the host's own 404"
     );
 
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let cases = [
         (Method::GET, "/api/nothing-here", 404, "RouteNotFound"),
         (Method::DELETE, "/api/health", 405, "MethodNotAllowed"),
@@ -97,7 +97,7 @@ async fn malformed_and_oversized_bodies_are_refused() {
         .setting("COMPUTEBRIDGE_MAX_BODY_BYTES", "4096")
         .start()
         .await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let post = |body: Vec<u8>| {
         client
             .post(host.handler_url("/Reconcile"))

@@ -4,5 +4,6 @@ mod harness;
 
 mod harness_fidelity;
 mod host_protocol;
+mod key_vault_secrets;
 mod standalone_mode;
 mod startup;

@@ -45,6 +45,47 @@ async fn configuration_errors_stop_start_up_and_name_the_setting() {
         ),
         (&[], &[], "FUNCTIONS_CUSTOMHANDLER_PORT is not set"),
         (&["serve", "--port", "http"], &[], "--port"),
+        (
+            &[],
+            &[
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "7000"),
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+            ],
+            "IDENTITY_HEADER: is not set but IDENTITY_ENDPOINT is",
+        ),
+        (
+            &[],
+            &[
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "7000"),
+                ("IDENTITY_HEADER", "abc"),
+            ],
+            "IDENTITY_ENDPOINT: is not set but IDENTITY_HEADER is",
+        ),
+        (
+            &[],
+            &[
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "7000"),
+                ("COMPUTEBRIDGE_CREDENTIAL", "client-secret"),
+                ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ],
+            "AZURE_CLIENT_ID: is required by the client-secret credential",
+        ),
+        (
+            &[],
+            &[
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "7000"),
+                ("COMPUTEBRIDGE_CLOUD", "mars"),
+            ],
+            "COMPUTEBRIDGE_CLOUD: 'mars' is not one of",
+        ),
+        (
+            &["serve"],
+            &[(
+                "COMPUTEBRIDGE_FUNCTION_KEYS",
+                "default=@Microsoft.KeyVault(VaultName=ops)",
+            )],
+            "needs either SecretUri, or VaultName and SecretName",
+        ),
     ];
     for (args, settings, expected) in cases {
         let (code, output) = run_to_exit(args, settings).await;

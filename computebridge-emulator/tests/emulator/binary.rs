@@ -35,7 +35,9 @@ async fn prints_its_address_and_serves_there() {
         .await
         .unwrap();
     assert_eq!(info["service"], "computebridge-emulator");
-    let token = reqwest::Client::new()
+    let token = crate::support::client_builder()
+        .build()
+        .unwrap()
         .get(format!(
             "{url}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net"
         ))

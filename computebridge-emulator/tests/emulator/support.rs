@@ -44,7 +44,7 @@ impl Emu {
             .unwrap();
         Emu {
             running,
-            client: reqwest::Client::builder()
+            client: client_builder()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
@@ -160,4 +160,11 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A reqwest client builder. In the workspace build reqwest carries rustls without a built-in
+/// crypto provider (the service installs ring), so tests install ring before building.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }

@@ -173,7 +173,7 @@ impl FunctionsHost {
             app,
             keys,
             port: 0,
-            client: reqwest::Client::builder()
+            client: super::client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(HTTP_TIMEOUT)
                 .build()
@@ -213,7 +213,7 @@ impl FunctionsHost {
         }
         let mut process =
             Process::spawn(command).map_err(|e| format!("cannot start handler: {e}"))?;
-        let probe = reqwest::Client::new();
+        let probe = super::client();
         let deadline = tokio::time::Instant::now() + INITIALIZATION_TIMEOUT;
         loop {
             if let Some(status) = process.exited() {

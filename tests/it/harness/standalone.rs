@@ -13,12 +13,17 @@ pub struct Standalone {
 
 impl Standalone {
     pub async fn start(settings: &[(&str, &str)]) -> Standalone {
+        Standalone::start_command(&["serve", "--port", "0"], settings).await
+    }
+
+    /// Runs `computebridge {args}` (which must pick port 0) with `settings`.
+    pub async fn start_command(args: &[&str], settings: &[(&str, &str)]) -> Standalone {
         let mut command = clean_command(env!("CARGO_BIN_EXE_computebridge").as_ref());
         command
-            .args(["serve", "--port", "0"])
+            .args(args)
             .env("COMPUTEBRIDGE_BIND", "127.0.0.1")
             .envs(settings.iter().copied());
-        let mut process = Process::spawn(command).expect("spawn computebridge serve");
+        let mut process = Process::spawn(command).expect("spawn computebridge");
         let line = process
             .lines
             .wait_for("listening on http://", Duration::from_secs(30))
@@ -33,12 +38,12 @@ impl Standalone {
         let address = line
             .split("listening on ")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
             .expect("address in the listening line")
             .to_owned();
         Standalone {
             base_url: address,
-            client: reqwest::Client::new(),
+            client: super::client(),
             process,
         }
     }

@@ -4,7 +4,10 @@
 //! then environment variables (Azure Functions app settings arrive as environment variables). This
 //! is the only module that reads the environment; everything else receives a [`Config`]. Every
 //! value is parsed here into its final type, and an invalid one stops start-up with an error that
-//! names the setting. Secret values are held as [`Secret`] and never printed.
+//! names the setting. Secret values are held as [`crate::secret::Secret`] and never printed; secret-valued
+//! settings may be Key Vault references ([`SecretSetting`]), resolved at run time.
+
+mod azure;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,7 +16,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::schedule::Schedule;
-use crate::secret::Secret;
+use crate::secrets::reference::{SecretRef, SecretSetting};
+
+pub use azure::{
+    AzureSettings, CredentialSettings, DEFAULT_SECRET_GRACE, DEFAULT_SECRET_TTL,
+    SecretCacheSettings,
+};
 
 /// Default schedule of the `ScaleDown` timer: every five minutes.
 pub const DEFAULT_SCALE_DOWN_SCHEDULE: &str = "0 */5 * * * *";
@@ -35,6 +43,18 @@ pub mod env {
     pub const FUNCTION_KEYS: &str = "COMPUTEBRIDGE_FUNCTION_KEYS";
     pub const SCALE_DOWN_SCHEDULE: &str = "SCALE_DOWN_SCHEDULE";
     pub const RECONCILE_SCHEDULE: &str = "RECONCILE_SCHEDULE";
+    pub const CLOUD: &str = "COMPUTEBRIDGE_CLOUD";
+    pub const CREDENTIAL: &str = "COMPUTEBRIDGE_CREDENTIAL";
+    pub const AZURE_EMULATOR: &str = "COMPUTEBRIDGE_AZURE_EMULATOR";
+    pub const SECRET_CACHE_TTL: &str = "COMPUTEBRIDGE_SECRET_CACHE_TTL_SECONDS";
+    pub const SECRET_GRACE: &str = "COMPUTEBRIDGE_SECRET_GRACE_SECONDS";
+    pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+    pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+    pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+    pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+    pub const AZURE_SUBSCRIPTION_ID: &str = "AZURE_SUBSCRIPTION_ID";
+    pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
+    pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
 }
 
 /// The service's configuration, fully parsed.
@@ -51,6 +71,8 @@ pub struct Config {
     pub timers: TimerSchedules,
     /// Function keys checked in standalone mode (the Functions host checks its own keys).
     pub function_keys: Vec<FunctionKey>,
+    pub azure: AzureSettings,
+    pub secret_cache: SecretCacheSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -63,7 +85,7 @@ pub struct TimerSchedules {
 #[derive(Debug, Clone)]
 pub struct FunctionKey {
     pub name: String,
-    pub value: Secret,
+    pub value: SecretSetting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -101,6 +123,10 @@ struct FileConfig {
     timers: FileTimers,
     #[serde(default)]
     auth: FileAuth,
+    #[serde(default)]
+    azure: azure::FileAzure,
+    #[serde(default)]
+    secrets: azure::FileSecrets,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,13 +229,17 @@ impl Config {
                 DEFAULT_RECONCILE_SCHEDULE,
             )?,
         };
+        let azure = azure::load_azure(&var, file.azure)?;
+        let secret_cache = azure::load_secret_cache(&var, file.secrets)?;
         let function_keys = match var(env::FUNCTION_KEYS) {
-            Some(v) => parse_function_keys(&v)?,
+            Some(v) => parse_function_keys(&v, &azure)?,
             None => file
                 .auth
                 .function_keys
                 .into_iter()
-                .map(|(name, value)| check_key(&format!("auth.function_keys.{name}"), name, value))
+                .map(|(name, value)| {
+                    check_key(&format!("auth.function_keys.{name}"), name, &value, &azure)
+                })
                 .collect::<Result<_, _>>()?,
         };
         Ok(Config {
@@ -220,7 +250,20 @@ impl Config {
             log_format,
             timers,
             function_keys,
+            azure,
+            secret_cache,
         })
+    }
+
+    /// Every Key Vault reference in the configuration, with the setting that holds it.
+    pub fn secret_references(&self) -> Vec<(String, SecretRef)> {
+        self.function_keys
+            .iter()
+            .filter_map(|key| {
+                let reference = key.value.reference()?;
+                Some((format!("function key '{}'", key.name), reference.clone()))
+            })
+            .collect()
     }
 }
 
@@ -248,14 +291,16 @@ fn parse_port(key: &str, value: &str) -> Result<u16, ConfigError> {
         .ok_or_else(|| ConfigError::new(key, format!("'{value}' is not a TCP port (1-65535)")))
 }
 
-/// `name=value` pairs separated by commas or semicolons.
-fn parse_function_keys(text: &str) -> Result<Vec<FunctionKey>, ConfigError> {
-    text.split([',', ';'])
+/// `name=value` pairs separated by commas or semicolons (outside a Key Vault reference's
+/// parentheses).
+fn parse_function_keys(text: &str, azure: &AzureSettings) -> Result<Vec<FunctionKey>, ConfigError> {
+    split_outside_parentheses(text)
+        .into_iter()
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
         .enumerate()
         .map(|(i, pair)| match pair.split_once('=') {
-            Some((name, value)) => check_key(env::FUNCTION_KEYS, name.trim().into(), value.into()),
+            Some((name, value)) => check_key(env::FUNCTION_KEYS, name.trim().into(), value, azure),
             None => Err(ConfigError::new(
                 env::FUNCTION_KEYS,
                 format!("entry {} is not of the form name=value", i + 1),
@@ -264,20 +309,44 @@ fn parse_function_keys(text: &str) -> Result<Vec<FunctionKey>, ConfigError> {
         .collect()
 }
 
-fn check_key(key: &str, name: String, value: String) -> Result<FunctionKey, ConfigError> {
+fn split_outside_parentheses(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' | ';' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn check_key(
+    key: &str,
+    name: String,
+    value: &str,
+    azure: &AzureSettings,
+) -> Result<FunctionKey, ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::new(key, "a function key has an empty name"));
     }
-    if value.trim().len() < 8 {
+    let value = SecretSetting::parse(value, azure.cloud)
+        .map_err(|e| ConfigError::new(key, format!("function key '{name}': {e}")))?;
+    if let SecretSetting::Value(secret) = &value
+        && secret.expose().len() < 8
+    {
         return Err(ConfigError::new(
             key,
             format!("function key '{name}' is shorter than 8 characters"),
         ));
     }
-    Ok(FunctionKey {
-        name,
-        value: Secret::new(value.trim()),
-    })
+    Ok(FunctionKey { name, value })
 }
 
 #[cfg(test)]
@@ -326,7 +395,10 @@ mod tests {
         assert_eq!(config.max_body_bytes, 2048);
         assert_eq!(config.timers.reconcile.expression(), "*/5 * * * * *");
         assert_eq!(config.function_keys[0].name, "ops");
-        assert!(config.function_keys[0].value.matches(b"from-file-key"));
+        assert!(matches!(
+            &config.function_keys[0].value,
+            SecretSetting::Value(v) if v.matches(b"from-file-key")
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -363,6 +435,25 @@ mod tests {
             assert!(error.contains(expected), "{vars:?}: {error}");
             assert!(!error.contains("short\""), "{error}");
         }
+    }
+
+    #[test]
+    fn function_keys_may_be_key_vault_references() {
+        let config = load(&[(
+            env::FUNCTION_KEYS,
+            "default=@Microsoft.KeyVault(VaultName=ops;SecretName=fn-key);local=local-key-1",
+        )])
+        .unwrap();
+        let names: Vec<&str> = config
+            .function_keys
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(names, ["default", "local"]);
+        let references = config.secret_references();
+        assert_eq!(references.len(), 1);
+        assert_eq!(references[0].0, "function key 'default'");
+        assert_eq!(references[0].1.to_string(), "ops.vault.azure.net/fn-key");
     }
 
     #[test]

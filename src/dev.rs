@@ -1,0 +1,76 @@
+//! `computebridge dev`: the service on a laptop with no Azure account.
+//!
+//! Starts the emulator in this process with a fast clock, seeds it with demo resources, and points
+//! the configuration at it: the transport sends Azure hosts to the emulator, the credential is a
+//! seeded service principal, and the development function key `dev` is itself read from the
+//! emulated Key Vault, so the whole secret path runs as it does in Azure.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use computebridge_emulator::{Options, Running, control::Seed};
+use serde_json::json;
+
+use crate::config::{Config, CredentialSettings, FunctionKey};
+use crate::secret::Secret;
+use crate::secrets::reference::SecretSetting;
+
+/// The documented development function key.
+pub const FUNCTION_KEY: &str = "dev";
+/// Simulated seconds per real second: a Batch node allocates and starts in a few seconds.
+pub const CLOCK_SPEED: f64 = 20.0;
+pub const VAULT: &str = "computebridge-dev";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT_ID: &str = "computebridge-dev";
+
+/// Starts and seeds the emulator and rewrites `config` to use it.
+pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
+    let options = Options {
+        clock_speed: CLOCK_SPEED,
+        tenant_id: TENANT.into(),
+        ..Options::default()
+    };
+    let emulator =
+        computebridge_emulator::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
+            .await
+            .map_err(|e| format!("cannot start the local Azure emulator: {e}"))?;
+    let client_secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
+    let seed: Seed = serde_json::from_value(json!({
+        "servicePrincipals": [{"clientId": CLIENT_ID, "clientSecret": client_secret}],
+        "secrets": [
+            {"vault": VAULT, "name": "function-key", "value": FUNCTION_KEY},
+            {"vault": VAULT, "name": "hello-greeting", "value": "hello from Key Vault"},
+        ],
+    }))
+    .map_err(|e| format!("the development seed is invalid: {e}"))?;
+    emulator.seed(seed)?;
+
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    config.azure.emulator = Some(emulator.address());
+    config.azure.credential = CredentialSettings::ClientSecret {
+        tenant_id: TENANT.into(),
+        client_id: CLIENT_ID.into(),
+        secret: Secret::new(client_secret),
+    };
+    let key = SecretSetting::parse(
+        &format!("@Microsoft.KeyVault(VaultName={VAULT};SecretName=function-key)"),
+        config.azure.cloud,
+    )?;
+    config.function_keys = vec![FunctionKey {
+        name: "default".into(),
+        value: key,
+    }];
+    Ok(emulator)
+}
+
+/// What `dev` prints once it listens: where it is and commands that work as printed.
+pub fn banner(address: SocketAddr, emulator: &Running) -> String {
+    let base = format!("http://{address}");
+    format!(
+        "\ncomputebridge dev is running on {base} against the local Azure emulator at {emu}\n\
+         function key: {FUNCTION_KEY} (read from the emulated Key Vault '{VAULT}')\n\n\
+         try:\n\
+         \x20 curl -s '{base}/api/health?deep=true'\n\
+         \x20 curl -s -X POST -H 'x-functions-key: {FUNCTION_KEY}' {base}/Reconcile -d '{{}}'\n",
+        emu = emulator.url()
+    )
+}
