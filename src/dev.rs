@@ -1,6 +1,7 @@
 //! `computebridge dev`: the service on a laptop with no Azure account.
 //!
-//! Starts the emulator in this process with a fast clock, seeds it with demo resources, and points
+//! Starts the emulator in this process with a fast clock, seeds it with demo resources (a Batch
+//! pool managed as `demo`, demo secrets), and points
 //! the configuration at it: the transport sends Azure hosts to the emulator, the credential is a
 //! seeded service principal, and the development function key `dev` is itself read from the
 //! emulated Key Vault, so the whole secret path runs as it does in Azure.
@@ -10,7 +11,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use computebridge_emulator::{Options, Running, control::Seed};
 use serde_json::json;
 
-use crate::config::{Config, CredentialSettings, FunctionKey};
+use std::time::Duration;
+
+use crate::config::{Config, CredentialSettings, FunctionKey, PoolSettings, ScaleDownPolicy};
 use crate::secret::Secret;
 use crate::secrets::reference::SecretSetting;
 
@@ -36,6 +39,8 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
     let client_secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
     let seed: Seed = serde_json::from_value(json!({
         "servicePrincipals": [{"clientId": CLIENT_ID, "clientSecret": client_secret}],
+        "batchAccounts": [{"account": "demo", "dedicatedCoreQuota": 16}],
+        "pools": [{"account": "demo", "id": "demo-pool", "targetDedicatedNodes": 0}],
         "secrets": [
             {"vault": VAULT, "name": "function-key", "value": FUNCTION_KEY},
             {"vault": VAULT, "name": "hello-greeting", "value": "hello from Key Vault"},
@@ -59,6 +64,22 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
         name: "default".into(),
         value: key,
     }];
+    config.pools = vec![PoolSettings {
+        name: "demo".into(),
+        account_url: "https://demo.westeurope.batch.azure.com".into(),
+        pool_id: "demo-pool".into(),
+        max_dedicated_nodes: 4,
+        max_low_priority_nodes: 0,
+        scale_down: Some(ScaleDownPolicy {
+            idle: Duration::from_secs(600),
+            min_nodes: 0,
+            keep_warm: Vec::new(),
+        }),
+    }];
+    if config.state_dir.is_none() {
+        config.state_dir =
+            Some(std::env::temp_dir().join(format!("computebridge-dev-{}", std::process::id())));
+    }
     Ok(emulator)
 }
 
@@ -70,6 +91,8 @@ pub fn banner(address: SocketAddr, emulator: &Running) -> String {
          function key: {FUNCTION_KEY} (read from the emulated Key Vault '{VAULT}')\n\n\
          try:\n\
          \x20 curl -s '{base}/api/health?deep=true'\n\
+         \x20 curl -s -H 'x-functions-key: {FUNCTION_KEY}' {base}/api/pools/demo\n\
+         \x20 curl -s -X POST -H 'x-functions-key: {FUNCTION_KEY}' {base}/api/pools/demo/resize -d '{{\"targetDedicatedNodes\": 2}}'\n\
          \x20 curl -s -X POST -H 'x-functions-key: {FUNCTION_KEY}' {base}/Reconcile -d '{{}}'\n",
         emu = emulator.url()
     )

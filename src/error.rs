@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use crate::azure::error::AzureError;
+
 /// An error answered to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -54,6 +56,26 @@ impl ApiError {
             "InternalError",
             "the service failed to handle the request; see its logs",
         )
+    }
+
+    /// A failed Azure call, with Azure's code and message: 409 stays a conflict the caller can act
+    /// on; throttling and outages (after our own retries) are 503 with `Retry-After`; anything
+    /// else Azure refused (403 on our identity, 404 on a configured resource) is 502.
+    pub fn azure(service: &str, error: AzureError) -> Self {
+        let status = match error.status {
+            Some(409) => StatusCode::CONFLICT,
+            _ if error.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        let answered = error
+            .status
+            .map(|s| format!("{service} answered {s}"))
+            .unwrap_or_else(|| format!("{service} did not answer"));
+        let mut api = ApiError::new(status, error.code, format!("{answered}: {}", error.message));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            api.retry_after = Some(30);
+        }
+        api
     }
 
     /// No route matches the path: the same 404 for every unknown path.

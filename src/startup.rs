@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +14,9 @@ use crate::config::Config;
 use crate::routes;
 use crate::scheduler;
 use crate::state::{AppState, Mode};
+use crate::store::StateStore;
+use crate::store::local::LocalStore;
+use crate::worker;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +40,9 @@ impl Application {
             (Mode::Functions, Some(port)) => SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             _ => SocketAddr::new(config.bind, config.port),
         };
-        let state = AppState::new(config, mode)?;
+        let store = state_store(&config);
+        tracing::info!(state = %store.describe(), "durable state location");
+        let state = AppState::new(config, mode, store)?;
         let listener = TcpListener::bind(address).await?;
         Ok(Application { listener, state })
     }
@@ -53,6 +59,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut timers = (self.state.mode == Mode::Standalone)
             .then(|| scheduler::spawn(self.state.clone(), stop_rx.clone()));
+        let worker = tokio::spawn(worker::run(self.state.clone(), stop_rx.clone()));
         let router = routes::router(self.state.clone());
         let mut stop_rx_server = stop_rx;
         let served = axum::serve(self.listener, router)
@@ -67,8 +74,18 @@ impl Application {
         if let Some(tasks) = timers.as_mut() {
             while tasks.join_next().await.is_some() {}
         }
+        let _ = worker.await;
         served
     }
+}
+
+/// The configured state folder, or one under the system temp directory.
+fn state_store(config: &Config) -> StateStore {
+    let dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("computebridge-state"));
+    StateStore::new(Arc::new(LocalStore::new(dir)))
 }
 
 /// Completes on Ctrl-C or SIGTERM (what the Functions host and container platforms send).

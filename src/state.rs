@@ -1,7 +1,8 @@
 //! `AppState`: what every handler and timer shares, cloned cheaply behind an `Arc`.
 //!
 //! It holds the configuration, the run mode, the start instant, the Azure context with the secret
-//! cache, and the book of timer runs that health reports.
+//! cache, the managed pools, the state store with the callback outbox, and the book of timer runs
+//! that health reports.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,11 @@ use time::OffsetDateTime;
 
 use crate::azure::Azure;
 use crate::azure::error::AzureError;
+use crate::callbacks::outbox::Outbox;
 use crate::config::Config;
+use crate::pools::Pools;
 use crate::secrets::store::SecretStore;
+use crate::store::StateStore;
 use crate::timers::TimerFunction;
 
 /// How the process was started; handlers behave the same in every mode.
@@ -35,6 +39,11 @@ pub struct App {
     pub started: Instant,
     pub azure: Azure,
     pub secrets: SecretStore,
+    pub pools: Pools,
+    pub store: StateStore,
+    pub outbox: Outbox,
+    /// Wakes the background worker (a callback was queued, an operation started).
+    pub worker_wake: tokio::sync::Notify,
     timer_book: Mutex<BTreeMap<&'static str, TimerStatus>>,
 }
 
@@ -54,9 +63,15 @@ pub struct TimerStatus {
 
 impl AppState {
     /// Fails only when the SDK refuses the credential settings.
-    pub fn new(config: Config, mode: Mode) -> Result<Self, AzureError> {
+    pub fn new(config: Config, mode: Mode, store: StateStore) -> Result<Self, AzureError> {
         let azure = Azure::new(&config.azure)?;
         let secrets = SecretStore::new(azure.clone(), config.secret_cache);
+        let pools = Pools::new(&azure, &config.pools);
+        let outbox = Outbox::new(
+            store.clone(),
+            azure.http.clone(),
+            config.callbacks.retry_for,
+        );
         let timer_book = TimerFunction::ALL
             .iter()
             .map(|function| {
@@ -73,8 +88,16 @@ impl AppState {
             started: Instant::now(),
             azure,
             secrets,
+            pools,
+            store,
+            outbox,
+            worker_wake: tokio::sync::Notify::new(),
             timer_book: Mutex::new(timer_book),
         })))
+    }
+
+    pub fn wake_worker(&self) {
+        self.worker_wake.notify_one();
     }
 
     /// Whether this process must check function keys itself.

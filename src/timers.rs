@@ -10,8 +10,10 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::invocation::TimerInfo;
+use crate::pools;
 use crate::schedule::Schedule;
 use crate::state::AppState;
+use crate::worker;
 
 /// One of the timer-triggered functions declared in `function-definitions/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +48,21 @@ impl TimerFunction {
     }
 }
 
+/// Scale-down decisions for every pool with a policy, then the shared sweep.
+async fn scale_down(state: &AppState) -> TimerRun {
+    let decisions = pools::scale_down::run(state).await;
+    let mut logs: Vec<String> = decisions.iter().map(|d| d.log_line()).collect();
+    if decisions.is_empty() {
+        logs.push("ScaleDown: no pool has a scale-down policy; nothing to do".to_owned());
+    }
+    let swept = worker::sweep(state).await;
+    logs.extend(swept.iter().map(|line| format!("ScaleDown: {line}")));
+    TimerRun {
+        logs,
+        result: json!({"function": "ScaleDown", "decisions": decisions, "swept": swept}),
+    }
+}
+
 /// Runs `function` once and records the run for health.
 pub async fn run_timer(
     state: &AppState,
@@ -61,13 +78,7 @@ pub async fn run_timer(
         ));
     }
     let outcome = match function {
-        TimerFunction::ScaleDown => Ok(TimerRun {
-            logs: vec![
-                "ScaleDown: no pool has a scale-down policy; nothing to do (pool management is not built yet)"
-                    .to_owned(),
-            ],
-            result: json!({"function": "ScaleDown", "decisions": []}),
-        }),
+        TimerFunction::ScaleDown => Ok(scale_down(state).await),
         TimerFunction::Reconcile => Ok(TimerRun {
             logs: vec![
                 "Reconcile: no runs to reconcile; nothing to do (container runs are not built yet)"

@@ -123,10 +123,12 @@ async fn handle(state: Shared, request: Request<Body>) -> Response {
         }
     }
     let injected = response.is_some();
-    let response = match response {
+    let mut response = match response {
         Some(response) => response,
         None => dispatch(&state, &target, &incoming),
     };
+    // Azure stamps every answer with its own time; clients measure ages against it.
+    http::set_header(&mut response, "date", &http::http_date(state.clock.now()));
     state.log.lock().unwrap().push(LoggedRequest {
         seq: 0,
         service: target.service(),

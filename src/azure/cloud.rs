@@ -57,11 +57,13 @@ impl Cloud {
         format!("{}/.default", self.arm_endpoint())
     }
 
+    /// The resource ends in a slash (`https://batch.core.windows.net/`), hence the double slash
+    /// the Batch spec writes in its scope.
     pub fn batch_scope(self) -> &'static str {
         match self {
-            Cloud::Public => "https://batch.core.windows.net/.default",
-            Cloud::China => "https://batch.chinacloudapi.cn/.default",
-            Cloud::UsGovernment => "https://batch.core.usgovcloudapi.net/.default",
+            Cloud::Public => "https://batch.core.windows.net//.default",
+            Cloud::China => "https://batch.chinacloudapi.cn//.default",
+            Cloud::UsGovernment => "https://batch.core.usgovcloudapi.net//.default",
         }
     }
 

@@ -21,7 +21,8 @@ pub struct AzureError {
 struct Body {
     error: Option<Detail>,
     code: Option<String>,
-    message: Option<String>,
+    /// A string, or Batch's `{"lang", "value"}`.
+    message: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -57,15 +58,30 @@ impl AzureError {
                 }
                 (code, detail.message)
             }
-            Some(Body { code, message, .. }) => (code, message),
+            Some(Body { code, message, .. }) => (
+                code,
+                message.and_then(|m| match m {
+                    serde_json::Value::String(text) => Some(text),
+                    other => other["value"].as_str().map(str::to_owned),
+                }),
+            ),
             None => (None, None),
         };
         AzureError {
             status: Some(status),
             code: code.unwrap_or_else(|| format!("Http{status}")),
-            message: message.map(|m| m.trim().to_owned()).unwrap_or_else(|| {
-                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
-            }),
+            // Batch appends "\nRequestId:…\nTime:…"; the request id is in the service's logs.
+            message: message
+                .map(|m| {
+                    m.split("\nRequestId:")
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
+                }),
         }
     }
 
@@ -164,6 +180,12 @@ mod tests {
             (flat.code.as_str(), flat.message.as_str()),
             ("Conflict", "busy")
         );
+        let batch = AzureError::from_response(
+            409,
+            br#"{"odata.metadata":"x","code":"PoolBeingResized","message":{"lang":"en-US","value":"The specified pool is being resized.\nRequestId:abc\nTime:2026"}}"#,
+        );
+        assert_eq!(batch.code, "PoolBeingResized");
+        assert_eq!(batch.message, "The specified pool is being resized.");
         let empty = AzureError::from_response(503, b"");
         assert_eq!(empty.code, "Http503");
         assert!(empty.is_transient());

@@ -1,12 +1,16 @@
 //! Azure access: the cloud, the one credential, and the one set of client options every Azure
 //! client is built from (`transport` is the seam to the local emulator).
 //!
+//! - [`batch`]: the Batch data-plane client (pools, nodes, resize, autoscale).
 //! - [`cloud`]: endpoints and token scopes per sovereign cloud.
 //! - [`transport`]: the HTTP client, and the emulator redirect.
 //! - [`error`]: Azure's error code and message, out of any SDK error.
+//! - [`rest`]: JSON over the pipeline for Batch and ARM, which have no official crate.
 
+pub mod batch;
 pub mod cloud;
 pub mod error;
+pub mod rest;
 pub mod transport;
 
 use std::sync::Arc;

@@ -8,6 +8,7 @@
 //! settings may be Key Vault references ([`SecretSetting`]), resolved at run time.
 
 mod azure;
+mod pools;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,6 +22,9 @@ use crate::secrets::reference::{SecretRef, SecretSetting};
 pub use azure::{
     AzureSettings, CredentialSettings, DEFAULT_SECRET_GRACE, DEFAULT_SECRET_TTL,
     SecretCacheSettings,
+};
+pub use pools::{
+    CallbackSettings, DEFAULT_CALLBACK_HOSTS, KeepWarm, PoolSettings, ScaleDownPolicy,
 };
 
 /// Default schedule of the `ScaleDown` timer: every five minutes.
@@ -55,6 +59,9 @@ pub mod env {
     pub const AZURE_SUBSCRIPTION_ID: &str = "AZURE_SUBSCRIPTION_ID";
     pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
     pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
+    pub const STATE_DIR: &str = "COMPUTEBRIDGE_STATE_DIR";
+    pub const CALLBACK_HOSTS: &str = "COMPUTEBRIDGE_CALLBACK_HOSTS";
+    pub const CALLBACK_ALLOW_HTTP: &str = "COMPUTEBRIDGE_CALLBACK_ALLOW_HTTP";
 }
 
 /// The service's configuration, fully parsed.
@@ -73,6 +80,14 @@ pub struct Config {
     pub function_keys: Vec<FunctionKey>,
     pub azure: AzureSettings,
     pub secret_cache: SecretCacheSettings,
+    /// Batch pools callers may touch, by caller-facing name.
+    pub pools: Vec<PoolSettings>,
+    /// Named autoscale formulas.
+    pub formulas: BTreeMap<String, String>,
+    pub callbacks: CallbackSettings,
+    /// Local folder for durable state (runs, pending callbacks); `None` means in Blob storage or,
+    /// without a storage account, a folder under the system temp directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +142,14 @@ struct FileConfig {
     azure: azure::FileAzure,
     #[serde(default)]
     secrets: azure::FileSecrets,
+    #[serde(default)]
+    pools: BTreeMap<String, pools::FilePool>,
+    #[serde(default)]
+    formulas: BTreeMap<String, String>,
+    #[serde(default)]
+    callbacks: pools::FileCallbacks,
+    #[serde(default)]
+    state: pools::FileState,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +176,13 @@ struct FileAuth {
 }
 
 impl Config {
+    /// The pool callers call `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolSettings> {
+        self.pools
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+
     /// Loads from the process environment (and the file it names).
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::load(&|name| std::env::var(name).ok())
@@ -231,6 +261,10 @@ impl Config {
         };
         let azure = azure::load_azure(&var, file.azure)?;
         let secret_cache = azure::load_secret_cache(&var, file.secrets)?;
+        let pools = pools::load_pools(file.pools, azure.cloud.batch_suffix())?;
+        let formulas = pools::load_formulas(file.formulas)?;
+        let callbacks = pools::load_callbacks(&var, file.callbacks)?;
+        let state_dir = pools::load_state_dir(&var, file.state);
         let function_keys = match var(env::FUNCTION_KEYS) {
             Some(v) => parse_function_keys(&v, &azure)?,
             None => file
@@ -252,6 +286,10 @@ impl Config {
             function_keys,
             azure,
             secret_cache,
+            pools,
+            formulas,
+            callbacks,
+            state_dir,
         })
     }
 

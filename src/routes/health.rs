@@ -123,13 +123,16 @@ async fn check_dependencies(state: &AppState) -> Vec<DependencyReport> {
     reports
 }
 
-/// The token audiences the configuration needs: ARM with a subscription, Key Vault with any
-/// reference.
+/// The token audiences the configuration needs: ARM with a subscription, Batch with pools, Key
+/// Vault with any reference.
 fn token_scopes(state: &AppState) -> Vec<(String, String)> {
     let cloud = state.azure.cloud;
     let mut scopes = Vec::new();
     if state.config.azure.subscription_id.is_some() {
         scopes.push(("token arm".to_owned(), cloud.arm_scope()));
+    }
+    if !state.config.pools.is_empty() {
+        scopes.push(("token batch".to_owned(), cloud.batch_scope().to_owned()));
     }
     if !state.config.secret_references().is_empty() {
         scopes.push(("token keyvault".to_owned(), cloud.key_vault_scope()));

@@ -6,6 +6,7 @@
 //! methods answer JSON errors like everything else.
 
 mod health;
+mod pools;
 mod timer_triggers;
 
 use std::time::Instant;
@@ -25,6 +26,17 @@ use crate::state::AppState;
 /// standalone; under the Functions host the host checks them before forwarding.
 pub fn router(state: AppState) -> Router {
     let mut protected = Router::new()
+        .route("/api/pools", get(pools::list_pools))
+        .route("/api/pools/{pool}", get(pools::get_pool))
+        .route("/api/pools/{pool}/resize", post(pools::resize_pool))
+        .route(
+            "/api/pools/{pool}/autoscale",
+            post(pools::enable_autoscale).delete(pools::disable_autoscale),
+        )
+        .route(
+            "/api/pools/{pool}/autoscale/evaluate",
+            post(pools::evaluate_autoscale),
+        )
         .route("/ScaleDown", post(timer_triggers::invoke_scale_down))
         .route("/Reconcile", post(timer_triggers::invoke_reconcile));
     if state.checks_function_keys() {

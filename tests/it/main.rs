@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod batch_pools;
 mod harness_fidelity;
 mod host_protocol;
 mod key_vault_secrets;

@@ -246,8 +246,13 @@ impl Pool {
         let suffix = if dedicated { "d" } else { "p" };
         self.nodes.push(Node {
             id: format!(
-                "tvmps_{:032x}_{suffix}",
-                self.next_node * 0x9E37_79B9 + self.id.len() as u64
+                "tvmps_{:016x}{:016x}_{suffix}",
+                // Unique across the account, as tasks refer to nodes by id alone here.
+                self.id
+                    .bytes()
+                    .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b))
+                        .wrapping_mul(0x100_0000_01b3)),
+                self.next_node * 0x9E37_79B9
             ),
             dedicated,
             state,

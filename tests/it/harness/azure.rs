@@ -90,6 +90,59 @@ impl Azure {
     }
 }
 
+impl Azure {
+    /// Sets the simulated clock (`now` RFC 3339) and/or its speed.
+    pub async fn set_clock(&self, now: Option<&str>, speed: Option<f64>) {
+        self.control(
+            reqwest::Method::PUT,
+            "clock",
+            Some(json!({"now": now, "speed": speed})),
+        )
+        .await;
+    }
+
+    /// Calls the Batch account at `host` directly, as a Batch client with a managed-identity
+    /// token would (for test setup such as adding tasks).
+    pub async fn batch(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let token: Value = self
+            .client
+            .get(format!(
+                "{}/msi/token?api-version=2019-08-01&resource=https://batch.core.windows.net/",
+                self.url()
+            ))
+            .header("X-IDENTITY-HEADER", "local-dev")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut request = self
+            .client
+            .request(
+                method,
+                format!("{}{path}{separator}api-version=2024-07-01.20.0", self.url()),
+            )
+            .header("host", host)
+            .bearer_auth(token["access_token"].as_str().unwrap());
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json; odata=minimalmetadata")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
 /// `@Microsoft.KeyVault(...)` for `vault`/`name`.
 pub fn key_vault_reference(vault: &str, name: &str) -> String {
     format!("@Microsoft.KeyVault(VaultName={vault};SecretName={name})")

@@ -3,12 +3,14 @@
 //! behind it.
 
 pub mod azure;
+pub mod callbacks;
 pub mod function_app;
 pub mod host;
 pub mod process;
 pub mod standalone;
 
 pub use azure::{Azure, key_vault_reference};
+pub use callbacks::{CallbackReceiver, loopback_callback_settings};
 pub use host::{FunctionsHost, Key, TimerFire};
 pub use standalone::Standalone;
 
