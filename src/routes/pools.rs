@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use axum::Json;
 
 use crate::error::{self, ApiError, ApiResult};
-use crate::pools::operations;
 use crate::pools::resize::{self, ResizeRequest, parse_iso_duration};
+use crate::pools::{ManagedPool, operations};
 use crate::state::AppState;
 
 pub async fn list_pools(State(state): State<AppState>) -> Json<Value> {
@@ -119,6 +119,11 @@ pub async fn enable_autoscale(
         )
         .await
         .map_err(|e| ApiError::azure("Batch", e))?;
+    report(managed).await
+}
+
+/// The pool's report as the answer.
+async fn report(managed: &ManagedPool) -> ApiResult<Json<Value>> {
     let report = managed
         .report()
         .await
@@ -137,11 +142,7 @@ pub async fn disable_autoscale(
         .disable_autoscale(&managed.settings.pool_id)
         .await
         .map_err(|e| ApiError::azure("Batch", e))?;
-    let report = managed
-        .report()
-        .await
-        .map_err(|e| ApiError::azure("Batch", e))?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    report(managed).await
 }
 
 /// Batch's dry run: `results` as a map (`$TargetDedicatedNodes` → `3`), or Batch's `error`.

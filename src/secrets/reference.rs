@@ -124,23 +124,25 @@ fn parse_secret_uri(uri: &str) -> Result<SecretRef, String> {
 
 /// Vault names: 3-24 characters, letters, digits and dashes.
 fn check_vault_name(name: &str) -> Result<(), String> {
-    let valid = (3..=24).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("'{name}' is not a Key Vault name"))
-    }
+    check_name(name, 3..=24, "Key Vault name")
 }
 
 /// Secret names: 1-127 characters, letters, digits and dashes.
 fn check_secret_name(name: &str) -> Result<(), String> {
-    let valid = (1..=127).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    check_name(name, 1..=127, "Key Vault secret name")
+}
+
+fn check_name(
+    name: &str,
+    length: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> Result<(), String> {
+    let valid =
+        length.contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if valid {
         Ok(())
     } else {
-        Err(format!("'{name}' is not a Key Vault secret name"))
+        Err(format!("'{name}' is not a {what}"))
     }
 }
 
