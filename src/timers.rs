@@ -63,6 +63,22 @@ async fn scale_down(state: &AppState) -> TimerRun {
     }
 }
 
+/// The shared sweep: watched pool operations, then pending callbacks.
+async fn reconcile(state: &AppState) -> TimerRun {
+    let swept = worker::sweep(state).await;
+    let mut logs: Vec<String> = swept
+        .iter()
+        .map(|line| format!("Reconcile: {line}"))
+        .collect();
+    if logs.is_empty() {
+        logs.push("Reconcile: no pool operation or callback is pending; nothing to do".to_owned());
+    }
+    TimerRun {
+        logs,
+        result: json!({"function": "Reconcile", "swept": swept}),
+    }
+}
+
 /// Runs `function` once and records the run for health.
 pub async fn run_timer(
     state: &AppState,
@@ -79,13 +95,7 @@ pub async fn run_timer(
     }
     let outcome = match function {
         TimerFunction::ScaleDown => Ok(scale_down(state).await),
-        TimerFunction::Reconcile => Ok(TimerRun {
-            logs: vec![
-                "Reconcile: no runs to reconcile; nothing to do (container runs are not built yet)"
-                    .to_owned(),
-            ],
-            result: json!({"function": "Reconcile", "runs": []}),
-        }),
+        TimerFunction::Reconcile => Ok(reconcile(state).await),
     };
     let label = if outcome.is_ok() {
         "succeeded"
