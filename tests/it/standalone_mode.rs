@@ -118,7 +118,10 @@ async fn fires_timers_on_a_seconds_schedule() {
     );
     let logged = service
         .output()
-        .wait_for("Reconcile: no runs to reconcile", Duration::from_secs(5))
+        .wait_for(
+            "Reconcile: no pool operation or callback is pending",
+            Duration::from_secs(5),
+        )
         .await;
     assert!(logged.is_some(), "{}", service.output().text());
 }
