@@ -1,7 +1,7 @@
 //! `computebridge dev`: the service on a laptop with no Azure account.
 //!
 //! Starts the emulator in this process with a fast clock, seeds it with demo resources (a Batch
-//! pool managed as `demo`, demo secrets), and points
+//! pool managed as `demo`, demo secrets, a job template `hello`), and points
 //! the configuration at it: the transport sends Azure hosts to the emulator, the credential is a
 //! seeded service principal, and the development function key `dev` is itself read from the
 //! emulated Key Vault, so the whole secret path runs as it does in Azure.
@@ -13,7 +13,12 @@ use serde_json::json;
 
 use std::time::Duration;
 
-use crate::config::{Config, CredentialSettings, FunctionKey, PoolSettings, ScaleDownPolicy};
+use std::collections::BTreeMap;
+
+use crate::config::{
+    Config, CredentialSettings, FunctionKey, JobTemplate, ParameterKind, ParameterRule,
+    PoolSettings, ScaleDownPolicy,
+};
 use crate::secret::Secret;
 use crate::secrets::reference::SecretSetting;
 
@@ -24,6 +29,7 @@ pub const CLOCK_SPEED: f64 = 20.0;
 pub const VAULT: &str = "computebridge-dev";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT_ID: &str = "computebridge-dev";
+const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000dev0";
 
 /// Starts and seeds the emulator and rewrites `config` to use it.
 pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
@@ -40,6 +46,7 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
     let seed: Seed = serde_json::from_value(json!({
         "servicePrincipals": [{"clientId": CLIENT_ID, "clientSecret": client_secret}],
         "batchAccounts": [{"account": "demo", "dedicatedCoreQuota": 16}],
+        "resourceGroups": [{"subscription": SUBSCRIPTION, "name": "computebridge-dev"}],
         "pools": [{"account": "demo", "id": "demo-pool", "targetDedicatedNodes": 0}],
         "secrets": [
             {"vault": VAULT, "name": "function-key", "value": FUNCTION_KEY},
@@ -76,11 +83,49 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
             keep_warm: Vec::new(),
         }),
     }];
+    config.azure.subscription_id = Some(SUBSCRIPTION.into());
+    config.templates = vec![hello_template(config.azure.cloud)?];
     if config.state_dir.is_none() {
         config.state_dir =
             Some(std::env::temp_dir().join(format!("computebridge-dev-{}", std::process::id())));
     }
     Ok(emulator)
+}
+
+/// `hello`: greets with a parameter and a secure value from Key Vault, on a base image the
+/// emulator runs as a local process.
+fn hello_template(cloud: crate::azure::cloud::Cloud) -> Result<JobTemplate, String> {
+    let greeting = SecretSetting::parse(
+        &format!("@Microsoft.KeyVault(VaultName={VAULT};SecretName=hello-greeting)"),
+        cloud,
+    )?;
+    Ok(JobTemplate {
+        name: "hello".into(),
+        resource_group: "computebridge-dev".into(),
+        location: "westeurope".into(),
+        image: "alpine".into(),
+        cpu: 1.0,
+        memory_gb: 1.5,
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo \"hello, {name}\"; test -n \"$GREETING\" && echo secure value received; sleep 2"
+                .into(),
+        ],
+        parameters: BTreeMap::from([(
+            "name".to_owned(),
+            ParameterRule {
+                kind: ParameterKind::Word,
+                max_length: 40,
+                default: Some("world".into()),
+            },
+        )]),
+        env: BTreeMap::new(),
+        allowed_env: Vec::new(),
+        secure_env: BTreeMap::from([("GREETING".to_owned(), greeting)]),
+        registry: None,
+        timeout: Duration::from_secs(600),
+    })
 }
 
 /// What `dev` prints once it listens: where it is and commands that work as printed.
@@ -93,7 +138,8 @@ pub fn banner(address: SocketAddr, emulator: &Running) -> String {
          \x20 curl -s '{base}/api/health?deep=true'\n\
          \x20 curl -s -H 'x-functions-key: {FUNCTION_KEY}' {base}/api/pools/demo\n\
          \x20 curl -s -X POST -H 'x-functions-key: {FUNCTION_KEY}' {base}/api/pools/demo/resize -d '{{\"targetDedicatedNodes\": 2}}'\n\
-         \x20 curl -s -X POST -H 'x-functions-key: {FUNCTION_KEY}' {base}/Reconcile -d '{{}}'\n",
+         \x20 curl -s -X POST -H 'x-functions-key: {FUNCTION_KEY}' {base}/api/runs -d '{{\"template\": \"hello\", \"runId\": \"demo-1\"}}'\n\
+         \x20 curl -s -H 'x-functions-key: {FUNCTION_KEY}' {base}/api/runs/demo-1\n",
         emu = emulator.url()
     )
 }

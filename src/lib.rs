@@ -9,6 +9,7 @@
 //! - [`routes`]: the HTTP surface, one router for both modes.
 //! - [`invocation`]: the Functions host's invocation protocol for non-HTTP triggers.
 //! - [`pools`]: managed Batch pools: reports, resizes watched until ready, autoscale, scale-down.
+//! - [`runs`]: container runs on ACI: start from a template, judge by the group, call back.
 //! - [`worker`]: the background loop that advances pool operations and delivers callbacks.
 //! - [`timers`]: what the `ScaleDown` and `Reconcile` timers do.
 //! - [`scheduler`]: fires the timers in standalone mode.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod invocation;
 pub mod pools;
 pub mod routes;
+pub mod runs;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::azure::Azure;
+use crate::azure::aci::AciClient;
 use crate::azure::error::AzureError;
 use crate::callbacks::outbox::Outbox;
 use crate::config::Config;
@@ -40,6 +41,8 @@ pub struct App {
     pub azure: Azure,
     pub secrets: SecretStore,
     pub pools: Pools,
+    /// Container Instances, when a subscription is configured.
+    pub aci: Option<AciClient>,
     pub store: StateStore,
     pub outbox: Outbox,
     /// Wakes the background worker (a callback was queued, an operation started).
@@ -67,6 +70,11 @@ impl AppState {
         let azure = Azure::new(&config.azure)?;
         let secrets = SecretStore::new(azure.clone(), config.secret_cache);
         let pools = Pools::new(&azure, &config.pools);
+        let aci = config
+            .azure
+            .subscription_id
+            .as_deref()
+            .map(|subscription| AciClient::new(&azure, subscription));
         let outbox = Outbox::new(
             store.clone(),
             azure.http.clone(),
@@ -89,6 +97,7 @@ impl AppState {
             azure,
             secrets,
             pools,
+            aci,
             store,
             outbox,
             worker_wake: tokio::sync::Notify::new(),

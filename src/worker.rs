@@ -1,4 +1,5 @@
-//! The background worker: advances watched pool operations and delivers queued callbacks, every
+//! The background worker: reconciles container runs, advances watched pool operations and
+//! delivers queued callbacks, every
 //! second while the process runs and at once when woken. It is an accelerator, not the authority:
 //! the timers run the same sweeps, so work left by a stopped process is finished by the next one.
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::pools::operations;
+use crate::runs;
 use crate::state::AppState;
 
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -22,9 +24,13 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// One pass: operations, then callbacks. Returns lines describing what moved.
+/// One pass: runs, pool operations, then callbacks. Returns lines describing what moved.
 pub async fn sweep(state: &AppState) -> Vec<String> {
     let mut lines = Vec::new();
+    match runs::reconcile::sweep(state).await {
+        Ok(moved) => lines.extend(moved),
+        Err(e) => lines.push(format!("runs could not be read: {e}")),
+    }
     match operations::sweep(state).await {
         Ok(moved) => lines.extend(moved),
         Err(e) => lines.push(format!("pool operations could not be read: {e}")),

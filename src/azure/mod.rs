@@ -1,12 +1,14 @@
 //! Azure access: the cloud, the one credential, and the one set of client options every Azure
 //! client is built from (`transport` is the seam to the local emulator).
 //!
+//! - [`aci`]: the Container Instances client (container groups, logs) over ARM.
 //! - [`batch`]: the Batch data-plane client (pools, nodes, resize, autoscale).
 //! - [`cloud`]: endpoints and token scopes per sovereign cloud.
 //! - [`transport`]: the HTTP client, and the emulator redirect.
 //! - [`error`]: Azure's error code and message, out of any SDK error.
 //! - [`rest`]: JSON over the pipeline for Batch and ARM, which have no official crate.
 
+pub mod aci;
 pub mod batch;
 pub mod cloud;
 pub mod error;

@@ -9,6 +9,7 @@
 
 mod azure;
 mod pools;
+mod templates;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ pub use azure::{
 pub use pools::{
     CallbackSettings, DEFAULT_CALLBACK_HOSTS, KeepWarm, PoolSettings, ScaleDownPolicy,
 };
+pub use templates::{JobTemplate, ParameterKind, ParameterRule, Registry};
 
 /// Default schedule of the `ScaleDown` timer: every five minutes.
 pub const DEFAULT_SCALE_DOWN_SCHEDULE: &str = "0 */5 * * * *";
@@ -62,6 +64,7 @@ pub mod env {
     pub const STATE_DIR: &str = "COMPUTEBRIDGE_STATE_DIR";
     pub const CALLBACK_HOSTS: &str = "COMPUTEBRIDGE_CALLBACK_HOSTS";
     pub const CALLBACK_ALLOW_HTTP: &str = "COMPUTEBRIDGE_CALLBACK_ALLOW_HTTP";
+    pub const PUBLIC_URL: &str = "COMPUTEBRIDGE_PUBLIC_URL";
 }
 
 /// The service's configuration, fully parsed.
@@ -88,6 +91,10 @@ pub struct Config {
     /// Local folder for durable state (runs, pending callbacks); `None` means in Blob storage or,
     /// without a storage account, a folder under the system temp directory.
     pub state_dir: Option<PathBuf>,
+    /// What container runs may be, by template name.
+    pub templates: Vec<JobTemplate>,
+    /// The service's public base URL, for the output URL jobs post to.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +157,8 @@ struct FileConfig {
     callbacks: pools::FileCallbacks,
     #[serde(default)]
     state: pools::FileState,
+    #[serde(default)]
+    templates: BTreeMap<String, templates::FileTemplate>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +274,14 @@ impl Config {
         let formulas = pools::load_formulas(file.formulas)?;
         let callbacks = pools::load_callbacks(&var, file.callbacks)?;
         let state_dir = pools::load_state_dir(&var, file.state);
+        let templates = templates::load_templates(file.templates, azure.cloud)?;
+        if !templates.is_empty() && azure.subscription_id.is_none() {
+            return Err(ConfigError::new(
+                env::AZURE_SUBSCRIPTION_ID,
+                "is required when job templates are configured (container groups live in a subscription)",
+            ));
+        }
+        let public_url = var(env::PUBLIC_URL).map(|u| u.trim_end_matches('/').to_owned());
         let function_keys = match var(env::FUNCTION_KEYS) {
             Some(v) => parse_function_keys(&v, &azure)?,
             None => file
@@ -290,18 +307,37 @@ impl Config {
             formulas,
             callbacks,
             state_dir,
+            templates,
+            public_url,
         })
     }
 
     /// Every Key Vault reference in the configuration, with the setting that holds it.
     pub fn secret_references(&self) -> Vec<(String, SecretRef)> {
-        self.function_keys
+        let keys = self
+            .function_keys
             .iter()
-            .filter_map(|key| {
-                let reference = key.value.reference()?;
-                Some((format!("function key '{}'", key.name), reference.clone()))
-            })
+            .map(|key| (format!("function key '{}'", key.name), &key.value));
+        let templates = self.templates.iter().flat_map(|t| {
+            let env = t
+                .secure_env
+                .iter()
+                .map(move |(name, value)| (format!("template '{}' env {name}", t.name), value));
+            let registry = t.registry.iter().map(move |r| {
+                (
+                    format!("template '{}' registry password", t.name),
+                    &r.password,
+                )
+            });
+            env.chain(registry)
+        });
+        keys.chain(templates)
+            .filter_map(|(setting, value)| Some((setting, value.reference()?.clone())))
             .collect()
+    }
+
+    pub fn template(&self, name: &str) -> Option<&JobTemplate> {
+        self.templates.iter().find(|t| t.name == name)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod health;
 mod pools;
+mod runs;
 mod timer_triggers;
 
 use std::time::Instant;
@@ -37,6 +38,8 @@ pub fn router(state: AppState) -> Router {
             "/api/pools/{pool}/autoscale/evaluate",
             post(pools::evaluate_autoscale),
         )
+        .route("/api/runs", post(runs::start_run))
+        .route("/api/runs/{run_id}", get(runs::get_run))
         .route("/ScaleDown", post(timer_triggers::invoke_scale_down))
         .route("/Reconcile", post(timer_triggers::invoke_reconcile));
     if state.checks_function_keys() {

@@ -3,6 +3,7 @@
 mod harness;
 
 mod batch_pools;
+mod container_runs;
 mod harness_fidelity;
 mod host_protocol;
 mod key_vault_secrets;

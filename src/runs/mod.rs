@@ -1,0 +1,171 @@
+//! Container runs on ACI: the durable `Run` record, the container-group name derived from the
+//! run id, starting a run from a template ([`start`]), and the sweep that judges runs by their
+//! container groups, calls back and cleans up ([`reconcile`]).
+
+pub mod reconcile;
+pub mod start;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::callbacks::target::CallbackUrl;
+
+pub const PREFIX: &str = "runs/";
+/// The one container of a run's group.
+pub const CONTAINER: &str = "job";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    Queued,
+    Provisioning,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    pub run_id: String,
+    pub template: String,
+    pub resource_group: String,
+    pub container_group: String,
+    pub status: RunStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub deadline: OffsetDateTime,
+    pub exit_code: Option<i64>,
+    pub output: Option<Value>,
+    pub error: Option<RunError>,
+    pub log_tail: Option<String>,
+    pub call_back_uri: Option<CallbackUrl>,
+    /// The outcome was queued for the callback and the cleanup policy applied.
+    pub settled: bool,
+}
+
+impl Run {
+    /// What callers see (`GET /api/runs/{id}`, the callback's `Output`).
+    pub fn view(&self) -> Value {
+        let duration = match (self.started_at, self.finished_at) {
+            (Some(start), Some(end)) => Some((end - start).whole_seconds()),
+            _ => None,
+        };
+        serde_json::json!({
+            "runId": self.run_id,
+            "template": self.template,
+            "status": self.status,
+            "containerGroup": self.container_group,
+            "exitCode": self.exit_code,
+            "startedAt": self.started_at.map(rfc3339),
+            "finishedAt": self.finished_at.map(rfc3339),
+            "durationSeconds": duration,
+            "output": self.output,
+            "error": self.error,
+            "logTail": self.log_tail,
+        })
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn key(run_id: &str) -> String {
+    format!("{PREFIX}{run_id}.json")
+}
+
+/// Run ids: 1-100 characters, letters, digits, `-`, `_`, `.` (ADF's `@{pipeline().RunId}`
+/// plus an activity name fits).
+pub fn check_run_id(run_id: &str) -> Result<(), String> {
+    let valid = (1..=100).contains(&run_id.len())
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !run_id.starts_with('.');
+    if valid {
+        Ok(())
+    } else {
+        Err("runId must be 1-100 letters, digits, '-', '_' or '.' (not starting with '.')".into())
+    }
+}
+
+/// The container-group name for a run: `cb-` and the run id made a valid ACI name (lower case,
+/// letters, digits, single dashes), cut to fit, then a hash of the exact run id, so different ids
+/// never share a group and the same id always finds its own.
+pub fn group_name(run_id: &str) -> String {
+    let mut readable = String::new();
+    for c in run_id.to_ascii_lowercase().chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if !(c == '-' && (readable.is_empty() || readable.ends_with('-'))) {
+            readable.push(c);
+        }
+    }
+    readable.truncate(40);
+    let readable = readable.trim_end_matches('-');
+    let hash = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    if readable.is_empty() {
+        format!("cb-{hash:016x}")
+    } else {
+        format!("cb-{readable}-{:010x}", hash >> 24)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_are_valid_and_distinct() {
+        let ids = [
+            "8c1f7e1a-2b3c-4d5e-8f90-123456789abc-CopyStep",
+            "8c1f7e1a-2b3c-4d5e-8f90-123456789abc-copystep",
+            "a__b..c",
+            "x".repeat(100).as_str().to_owned().leak(),
+        ];
+        let names: Vec<String> = ids.iter().map(|id| group_name(id)).collect();
+        for name in &names {
+            assert!(name.len() <= 63, "{name}");
+            assert!(!name.contains("--") && !name.ends_with('-'), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+        }
+        assert_ne!(
+            names[0], names[1],
+            "ids differing in case get different groups"
+        );
+        assert_eq!(group_name(ids[0]), names[0]);
+        assert!(check_run_id("run 1").is_err());
+        assert!(check_run_id(&"x".repeat(101)).is_err());
+        assert!(check_run_id(ids[0]).is_ok());
+    }
+}
