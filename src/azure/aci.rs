@@ -121,35 +121,21 @@ impl AciClient {
         }
     }
 
+    /// Stops the group; one already gone is not an error.
     pub async fn stop_group(&self, resource_group: &str, name: &str) -> Result<(), AzureError> {
-        match self
-            .rest
-            .send(
-                Method::Post,
-                &self.url(resource_group, name, "/stop"),
-                None,
-                JSON,
-            )
+        self.act_on_group(Method::Post, &self.url(resource_group, name, "/stop"))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Deletes the group; one already gone is not an error.
     pub async fn delete_group(&self, resource_group: &str, name: &str) -> Result<(), AzureError> {
-        match self
-            .rest
-            .send(
-                Method::Delete,
-                &self.url(resource_group, name, ""),
-                None,
-                JSON,
-            )
+        self.act_on_group(Method::Delete, &self.url(resource_group, name, ""))
             .await
-        {
+    }
+
+    /// A bodiless call for which a missing group means the work is already done.
+    async fn act_on_group(&self, method: Method, url: &str) -> Result<(), AzureError> {
+        match self.rest.send(method, url, None, JSON).await {
             Ok(_) => Ok(()),
             Err(e) if e.status == Some(404) => Ok(()),
             Err(e) => Err(e),

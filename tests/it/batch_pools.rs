@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::host::TempDir;
 use crate::harness::{
-    Azure, CallbackReceiver, FunctionsHost, Key, TimerFire, loopback_callback_settings,
+    Azure, CallbackReceiver, FunctionsHost, TimerFire, loopback_callback_settings,
 };
 
 const ACCOUNT_HOST: &str = "demo.westeurope.batch.azure.com";
@@ -69,25 +69,6 @@ impl Setup {
     }
 }
 
-async fn api(
-    host: &FunctionsHost,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let response = host
-        .call(
-            method,
-            path,
-            Key::Header(host.keys.master.clone()),
-            &[("content-type", "application/json")],
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await;
-    let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    (response.status, json)
-}
-
 fn seed_pools(pools: Value) -> Value {
     json!({"batchAccounts": [{"account": "demo", "dedicatedCoreQuota": 40}], "pools": pools})
 }
@@ -97,12 +78,12 @@ async fn resize_follows_the_decision_table_and_calls_back_when_ready() {
     let setup = Setup::new(50.0, seed_pools(json!([{"account": "demo", "id": "etl-pool", "targetDedicatedNodes": 1, "coresPerNode": 2}]))).await;
     let host = setup.host(&pool_config("etl", "etl-pool", "")).await;
 
-    let (status, list) = api(&host, Method::GET, "/api/pools", None).await;
+    let (status, list) = host.api(Method::GET, "/api/pools", None).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["pools"][0]["name"], "etl");
     assert_eq!(list["pools"][0]["nodeCounts"]["idle"], 1);
     assert_eq!(list["pools"][0]["ready"], true);
-    let (status, health) = api(&host, Method::GET, "/api/health?deep=true", None).await;
+    let (status, health) = host.api(Method::GET, "/api/health?deep=true", None).await;
     assert_eq!(status, 200);
     assert_eq!(
         health["dependencies"][0],
@@ -164,7 +145,7 @@ async fn resize_follows_the_decision_table_and_calls_back_when_ready() {
         ),
     ];
     for (path, body, expected_status, code) in cases {
-        let (status, answer) = api(&host, Method::POST, path, Some(body.clone())).await;
+        let (status, answer) = host.api(Method::POST, path, Some(body.clone())).await;
         assert_eq!(
             (status, answer["error"]["code"].as_str()),
             (expected_status, Some(code)),
@@ -177,13 +158,13 @@ async fn resize_follows_the_decision_table_and_calls_back_when_ready() {
     );
 
     // Already there and steady: 200, nothing sent; the callback still comes (the pool is ready).
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 1, "callBackUri": setup.receiver.url("/cb/same")})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 1, "callBackUri": setup.receiver.url("/cb/same")})),
+        )
+        .await;
     assert_eq!(
         (status, answer["action"].as_str()),
         (200, Some("none")),
@@ -201,25 +182,25 @@ async fn resize_follows_the_decision_table_and_calls_back_when_ready() {
     // The receiver fails the first two deliveries; the callback is retried and acknowledged once.
     setup.receiver.answer_next_with(&[500, 503]);
     let url = setup.receiver.url("/cb/grow");
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 3, "callBackUri": url})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 3, "callBackUri": url})),
+        )
+        .await;
     assert_eq!(
         (status, answer["action"].as_str(), answer["status"].as_str()),
         (202, Some("resize"), Some("Resizing")),
         "{answer}"
     );
-    let (status, again) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 3})),
-    )
-    .await;
+    let (status, again) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 3})),
+        )
+        .await;
     assert_eq!(
         (status, again["action"].as_str()),
         (202, Some("none")),
@@ -247,21 +228,21 @@ async fn resize_follows_the_decision_table_and_calls_back_when_ready() {
     );
 
     // Resizing elsewhere: the running resize is stopped first, then ours is sent.
-    let (status, _) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 4})),
-    )
-    .await;
+    let (status, _) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 4})),
+        )
+        .await;
     assert_eq!(status, 202);
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 0, "callBackUri": setup.receiver.url("/cb/zero")})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 0, "callBackUri": setup.receiver.url("/cb/zero")})),
+        )
+        .await;
     assert_eq!(
         (status, answer["action"].as_str()),
         (202, Some("stopThenResize")),
@@ -276,13 +257,13 @@ async fn resize_follows_the_decision_table_and_calls_back_when_ready() {
     assert_eq!(callback.body["StatusCode"], "200", "{}", callback.body);
     assert_eq!(callback.body["Output"]["state"]["currentDedicatedNodes"], 0);
     // Stale resize errors (ResizeStopped) do not block a new resize.
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 1})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 1})),
+        )
+        .await;
     assert_eq!(
         (status, answer["action"].as_str()),
         (202, Some("resize")),
@@ -307,7 +288,7 @@ async fn failed_resizes_call_back_with_the_batch_error() {
     );
     let host = setup.host(&config).await;
 
-    let (status, _) = api(&host, Method::POST, "/api/pools/scarce/resize", Some(json!({"targetDedicatedNodes": 2, "resizeTimeout": "PT5M", "callBackUri": setup.receiver.url("/cb/timeout")}))).await;
+    let (status, _) = host.api(Method::POST, "/api/pools/scarce/resize", Some(json!({"targetDedicatedNodes": 2, "resizeTimeout": "PT5M", "callBackUri": setup.receiver.url("/cb/timeout")}))).await;
     assert_eq!(status, 202);
     let timeout = setup
         .receiver
@@ -322,13 +303,15 @@ async fn failed_resizes_call_back_with_the_batch_error() {
     );
 
     // The scarce pool holds one of the five cores: three 2-core nodes exceed the four left.
-    let (status, _) = api(
-        &host,
-        Method::POST,
-        "/api/pools/small/resize",
-        Some(json!({"targetDedicatedNodes": 3, "callBackUri": setup.receiver.url("/cb/quota")})),
-    )
-    .await;
+    let (status, _) = host
+        .api(
+            Method::POST,
+            "/api/pools/small/resize",
+            Some(
+                json!({"targetDedicatedNodes": 3, "callBackUri": setup.receiver.url("/cb/quota")}),
+            ),
+        )
+        .await;
     assert_eq!(status, 202);
     let quota = setup
         .receiver
@@ -352,93 +335,94 @@ async fn autoscale_can_be_enabled_evaluated_and_disabled() {
     .await;
     let host = setup.host(&pool_config("auto", "auto", "")).await;
 
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/autoscale",
-        Some(json!({"formulaName": "busy", "evaluationInterval": "PT5M"})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/autoscale",
+            Some(json!({"formulaName": "busy", "evaluationInterval": "PT5M"})),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["autoScale"]["enabled"], true);
     assert_eq!(answer["autoScale"]["formula"], "$TargetDedicatedNodes = 2;");
 
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/resize",
-        Some(json!({"targetDedicatedNodes": 1})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/resize",
+            Some(json!({"targetDedicatedNodes": 1})),
+        )
+        .await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (409, Some("AutoScaleEnabled")),
         "{answer}"
     );
 
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/autoscale/evaluate",
-        Some(json!({"formula": "$TargetDedicatedNodes = 3;"})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/autoscale/evaluate",
+            Some(json!({"formula": "$TargetDedicatedNodes = 3;"})),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["results"]["$TargetDedicatedNodes"], "3");
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/autoscale/evaluate",
-        Some(json!({"formula": "$TargetDedicatedNodes = $Nope;"})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/autoscale/evaluate",
+            Some(json!({"formula": "$TargetDedicatedNodes = $Nope;"})),
+        )
+        .await;
     assert_eq!(status, 422, "{answer}");
     assert_eq!(answer["error"]["code"], "AutoScalingFormulaEvaluationError");
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/autoscale",
-        Some(json!({"formulaName": "unknown"})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/autoscale",
+            Some(json!({"formulaName": "unknown"})),
+        )
+        .await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (400, Some("UnknownFormula"))
     );
 
-    let (status, answer) = api(&host, Method::DELETE, "/api/pools/auto/autoscale", None).await;
+    let (status, answer) = host
+        .api(Method::DELETE, "/api/pools/auto/autoscale", None)
+        .await;
     assert_eq!(
         (status, answer["autoScale"]["enabled"].as_bool()),
         (200, Some(false)),
         "{answer}"
     );
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/autoscale/evaluate",
-        Some(json!({"formula": "$TargetDedicatedNodes = 3;"})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/autoscale/evaluate",
+            Some(json!({"formula": "$TargetDedicatedNodes = 3;"})),
+        )
+        .await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (409, Some("OperationInvalidForCurrentState")),
         "Batch's own error: {answer}"
     );
 
-    api(
-        &host,
+    host.api(
         Method::POST,
         "/api/pools/auto/autoscale",
         Some(json!({"formulaName": "busy"})),
     )
     .await;
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/auto/resize",
-        Some(json!({"targetDedicatedNodes": 0, "disableAutoScale": true})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/auto/resize",
+            Some(json!({"targetDedicatedNodes": 0, "disableAutoScale": true})),
+        )
+        .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["action"], "disableAutoScaleThenResize");
     assert_eq!(answer["state"]["autoScale"]["enabled"], false);
@@ -580,9 +564,7 @@ async fn a_restart_between_request_and_ready_still_calls_back_once() {
     .await;
     let config = pool_config("etl", "etl-pool", "");
     let first = setup.host(&config).await;
-    let (status, answer) = api(
-        &first,
-        Method::POST,
+    let (status, answer) = first.api(Method::POST,
         "/api/pools/etl/resize",
         Some(json!({"targetDedicatedNodes": 1, "callBackUri": setup.receiver.url("/cb/restart")})),
     )
@@ -631,13 +613,13 @@ async fn throttling_is_retried_and_a_permanent_refusal_is_surfaced() {
         .azure
         .fault(json!({"match": {"service": "batch", "method": "POST", "path": "/resize"}, "action": {"status": 503, "code": "ServerBusy"}, "times": 1}))
         .await;
-    let (status, answer) = api(
-        &host,
-        Method::POST,
-        "/api/pools/etl/resize",
-        Some(json!({"targetDedicatedNodes": 1})),
-    )
-    .await;
+    let (status, answer) = host
+        .api(
+            Method::POST,
+            "/api/pools/etl/resize",
+            Some(json!({"targetDedicatedNodes": 1})),
+        )
+        .await;
     assert_eq!(status, 202, "{answer}");
     let statuses: Vec<u64> = setup
         .batch_requests("POST", "/resize")
@@ -651,7 +633,7 @@ async fn throttling_is_retried_and_a_permanent_refusal_is_surfaced() {
         .azure
         .fault(json!({"match": {"service": "batch", "method": "GET", "path": "/pools/etl-pool"}, "action": {"status": 403, "code": "InsufficientAccountPermissions", "message": "The caller is not authorized to read this pool."}, "times": 0}))
         .await;
-    let (status, answer) = api(&host, Method::GET, "/api/pools/etl", None).await;
+    let (status, answer) = host.api(Method::GET, "/api/pools/etl", None).await;
     assert_eq!(status, 502, "{answer}");
     assert_eq!(answer["error"]["code"], "InsufficientAccountPermissions");
     assert!(

@@ -72,39 +72,21 @@ code = {{ kind = "digits", max_length = 3, default = "0" }}
     }
 }
 
-async fn api(
-    host: &FunctionsHost,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let response = host
-        .call(
-            method,
-            path,
-            Key::Header(host.keys.master.clone()),
-            &[("content-type", "application/json")],
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await;
-    (
-        response.status,
-        serde_json::from_slice(&response.body).unwrap_or(Value::Null),
-    )
-}
-
 #[tokio::test]
 async fn runs_succeed_or_fail_by_exit_code_and_call_back_once() {
     let s = setup(json!({})).await;
     let ok = json!({"template": "hello", "runId": "pipeline-1-step", "parameters": {"greeting": "hi there"}, "env": {"MODE": "fast"}, "callBackUri": s.receiver.url("/cb/ok")});
-    let (status, answer) = api(&s.host, Method::POST, "/api/runs", Some(ok.clone())).await;
+    let (status, answer) = s
+        .host
+        .api(Method::POST, "/api/runs", Some(ok.clone()))
+        .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["runId"], "pipeline-1-step");
     let group = answer["containerGroup"].as_str().unwrap().to_owned();
     assert!(group.starts_with("cb-pipeline-1-step-"), "{group}");
 
     // ADF retries the same request: the existing run comes back and no second group is created.
-    let (status, again) = api(&s.host, Method::POST, "/api/runs", Some(ok)).await;
+    let (status, again) = s.host.api(Method::POST, "/api/runs", Some(ok)).await;
     assert_eq!(
         (status, again["created"].as_bool()),
         (200, Some(false)),
@@ -144,7 +126,10 @@ async fn runs_succeed_or_fail_by_exit_code_and_call_back_once() {
         "a succeeded group is deleted: {deletes:?}"
     );
 
-    let (status, run) = api(&s.host, Method::GET, "/api/runs/pipeline-1-step", None).await;
+    let (status, run) = s
+        .host
+        .api(Method::GET, "/api/runs/pipeline-1-step", None)
+        .await;
     assert_eq!(
         (status, run["status"].as_str()),
         (200, Some("Succeeded")),
@@ -153,7 +138,7 @@ async fn runs_succeed_or_fail_by_exit_code_and_call_back_once() {
     assert!(run["durationSeconds"].is_i64(), "{run}");
 
     let failing = json!({"template": "hello", "runId": "pipeline-2", "parameters": {"code": "3"}, "callBackUri": s.receiver.url("/cb/fail")});
-    let (status, _) = api(&s.host, Method::POST, "/api/runs", Some(failing)).await;
+    let (status, _) = s.host.api(Method::POST, "/api/runs", Some(failing)).await;
     assert_eq!(status, 202);
     let callback = s
         .receiver
@@ -212,7 +197,10 @@ async fn bad_runs_are_refused_before_azure_is_touched() {
         ),
     ];
     for (body, code) in cases {
-        let (status, answer) = api(&s.host, Method::POST, "/api/runs", Some(body.clone())).await;
+        let (status, answer) = s
+            .host
+            .api(Method::POST, "/api/runs", Some(body.clone()))
+            .await;
         assert_eq!(
             (status, answer["error"]["code"].as_str()),
             (400, Some(code)),
@@ -234,7 +222,7 @@ async fn bad_runs_are_refused_before_azure_is_touched() {
         s.azure.requests("service=arm").await.is_empty(),
         "nothing reached ARM"
     );
-    let (status, answer) = api(&s.host, Method::GET, "/api/runs/unknown-run", None).await;
+    let (status, answer) = s.host.api(Method::GET, "/api/runs/unknown-run", None).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (404, Some("RunNotFound"))
@@ -244,13 +232,14 @@ async fn bad_runs_are_refused_before_azure_is_touched() {
 #[tokio::test]
 async fn an_aci_quota_error_is_surfaced_with_azures_words() {
     let s = setup(json!({"aciQuotas": [{"location": "westeurope", "standardCores": 0.5}]})).await;
-    let (status, answer) = api(
-        &s.host,
-        Method::POST,
-        "/api/runs",
-        Some(json!({"template": "hello", "runId": "quota-1"})),
-    )
-    .await;
+    let (status, answer) = s
+        .host
+        .api(
+            Method::POST,
+            "/api/runs",
+            Some(json!({"template": "hello", "runId": "quota-1"})),
+        )
+        .await;
     assert_eq!(status, 409, "{answer}");
     assert_eq!(answer["error"]["code"], "ContainerGroupQuotaReached");
     assert!(
@@ -260,7 +249,7 @@ async fn an_aci_quota_error_is_surfaced_with_azures_words() {
             .contains("StandardCores"),
         "{answer}"
     );
-    let (_, run) = api(&s.host, Method::GET, "/api/runs/quota-1", None).await;
+    let (_, run) = s.host.api(Method::GET, "/api/runs/quota-1", None).await;
     assert_eq!(run["status"], "Failed", "{run}");
     assert_eq!(run["error"]["code"], "ContainerGroupQuotaReached");
 }

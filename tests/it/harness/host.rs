@@ -256,6 +256,22 @@ impl FunctionsHost {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// A JSON call with the master key (as ADF's activities call with a function key); returns
+    /// the status and the parsed body (`Null` when it is not JSON).
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let response = self
+            .call(
+                method,
+                path,
+                Key::Header(self.keys.master.clone()),
+                &[("content-type", "application/json")],
+                body.map(|b| b.to_string().into_bytes()),
+            )
+            .await;
+        let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        (response.status, json)
+    }
+
     /// A caller's request to the app's public URL (`path_and_query` like `/api/health?x=1`).
     pub async fn call(
         &self,
