@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::azure::Azure;
-use crate::azure::batch::BatchClient;
+use crate::azure::batch::{BatchClient, Observed, Pool};
 use crate::azure::error::AzureError;
 use crate::config::PoolSettings;
 use crate::error::ApiError;
@@ -78,7 +78,12 @@ impl ManagedPool {
     /// The pool as Batch reports it now.
     pub async fn report(&self) -> Result<PoolReport, AzureError> {
         let pool = self.batch.get_pool(&self.settings.pool_id).await?;
+        self.report_of(&pool).await
+    }
+
+    /// The report for a pool answer already in hand (only the nodes are read).
+    pub async fn report_of(&self, pool: &Observed<Pool>) -> Result<PoolReport, AzureError> {
         let nodes = self.batch.list_nodes(&self.settings.pool_id).await?;
-        Ok(PoolReport::new(&self.settings, &pool, &nodes))
+        Ok(PoolReport::new(&self.settings, pool, &nodes))
     }
 }

@@ -241,6 +241,18 @@ pub async fn sweep(state: &AppState) -> Result<Vec<String>, StoreError> {
     Ok(lines)
 }
 
+/// Advances `managed`'s operation, if it has one; the caller holds the pool's lock.
+pub async fn advance_pool(
+    state: &AppState,
+    managed: &ManagedPool,
+) -> Result<Option<String>, StoreError> {
+    let key = key(&managed.settings.name);
+    match state.store.get::<PoolOperation>(&key).await? {
+        Some(current) => advance(state, managed, &key, current).await,
+        None => Ok(None),
+    }
+}
+
 async fn advance(
     state: &AppState,
     managed: &ManagedPool,
@@ -306,15 +318,14 @@ async fn advance(
             }
         };
     }
-    let nodes = match managed.batch.list_nodes(pool_id).await {
-        Ok(nodes) => nodes,
+    let report = match managed.report_of(&observed).await {
+        Ok(report) => report,
         Err(e) => {
             return Ok(Some(format!(
                 "pool {name}: cannot list nodes ({e}); will retry"
             )));
         }
     };
-    let report = PoolReport::new(&managed.settings, &observed, &nodes);
     match operation.judge(&observed, &report) {
         Verdict::Pending => Ok(None),
         Verdict::Ready => {

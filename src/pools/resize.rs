@@ -176,7 +176,7 @@ pub async fn resize(
 
     let (action, status) = if same_target {
         // Nothing to send: at the target, or already on its way there.
-        let report = managed.report().await.map_err(batch)?;
+        let report = managed.report_of(&observed).await.map_err(batch)?;
         if report.ready {
             if resize.callback.is_some() {
                 let registered = operations::register(state, operation)
@@ -234,8 +234,9 @@ pub async fn resize(
             tokio::time::sleep(StdDuration::from_millis(250)).await;
             let now = managed.batch.get_pool(pool_id).await.map_err(batch)?;
             if now.value.is_steady() {
-                drop(_changes);
-                operations::sweep(state).await.map_err(store)?;
+                operations::advance_pool(state, managed)
+                    .await
+                    .map_err(store)?;
                 status = "Resizing";
                 break;
             }
