@@ -6,18 +6,16 @@
 //! seeded service principal, and the development function key `dev` is itself read from the
 //! emulated Key Vault, so the whole secret path runs as it does in Azure.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use computebridge_emulator::{Options, Running, control::Seed};
 use serde_json::json;
 
-use std::time::Duration;
-
-use std::collections::BTreeMap;
-
 use crate::config::{
     Config, CredentialSettings, FunctionKey, JobTemplate, ParameterKind, ParameterRule,
-    PoolSettings, ScaleDownPolicy,
+    PoolSettings, ScaleDownPolicy, StateLocation, env,
 };
 use crate::secret::Secret;
 use crate::secrets::reference::SecretSetting;
@@ -85,9 +83,11 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
     }];
     config.azure.subscription_id = Some(SUBSCRIPTION.into());
     config.templates = vec![hello_template(config.azure.cloud)?];
-    if config.state_dir.is_none() {
-        config.state_dir =
-            Some(std::env::temp_dir().join(format!("computebridge-dev-{}", std::process::id())));
+    // A fresh folder per run, unless one was named: dev never writes to a real storage account.
+    if std::env::var_os(env::STATE_DIR).is_none() {
+        config.state = StateLocation::Folder(
+            std::env::temp_dir().join(format!("computebridge-dev-{}", std::process::id())),
+        );
     }
     Ok(emulator)
 }

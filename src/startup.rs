@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,8 +13,6 @@ use crate::config::Config;
 use crate::routes;
 use crate::scheduler;
 use crate::state::{AppState, Mode};
-use crate::store::StateStore;
-use crate::store::local::LocalStore;
 use crate::worker;
 
 /// Why the service could not start.
@@ -40,9 +37,8 @@ impl Application {
             (Mode::Functions, Some(port)) => SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             _ => SocketAddr::new(config.bind, config.port),
         };
-        let store = state_store(&config);
-        tracing::info!(state = %store.describe(), "durable state location");
-        let state = AppState::new(config, mode, store)?;
+        let state = AppState::new(config, mode)?;
+        tracing::info!(state = %state.store.describe(), "durable state location");
         let listener = TcpListener::bind(address).await?;
         Ok(Application { listener, state })
     }
@@ -77,15 +73,6 @@ impl Application {
         let _ = worker.await;
         served
     }
-}
-
-/// The configured state folder, or one under the system temp directory.
-fn state_store(config: &Config) -> StateStore {
-    let dir = config
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("computebridge-state"));
-    StateStore::new(Arc::new(LocalStore::new(dir)))
 }
 
 /// Completes on Ctrl-C or SIGTERM (what the Functions host and container platforms send).

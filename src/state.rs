@@ -15,10 +15,12 @@ use crate::azure::Azure;
 use crate::azure::aci::AciClient;
 use crate::azure::error::AzureError;
 use crate::callbacks::outbox::Outbox;
-use crate::config::Config;
+use crate::config::{Config, StateLocation};
 use crate::pools::Pools;
 use crate::secrets::store::SecretStore;
 use crate::store::StateStore;
+use crate::store::blob::BlobStore;
+use crate::store::local::LocalStore;
 use crate::timers::TimerFunction;
 
 /// How the process was started; handlers behave the same in every mode.
@@ -66,8 +68,16 @@ pub struct TimerStatus {
 
 impl AppState {
     /// Fails only when the SDK refuses the credential settings.
-    pub fn new(config: Config, mode: Mode, store: StateStore) -> Result<Self, AzureError> {
+    pub fn new(config: Config, mode: Mode) -> Result<Self, AzureError> {
         let azure = Azure::new(&config.azure)?;
+        let store = StateStore::new(match &config.state {
+            StateLocation::Folder(dir) => Arc::new(LocalStore::new(dir)),
+            StateLocation::Blob(blob) => Arc::new(BlobStore::new(
+                blob.clone(),
+                azure.client_options(),
+                azure.credential.clone(),
+            )),
+        });
         let secrets = SecretStore::new(azure.clone(), config.secret_cache);
         let pools = Pools::new(&azure, &config.pools);
         let aci = config

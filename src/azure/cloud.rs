@@ -53,6 +53,15 @@ impl Cloud {
         }
     }
 
+    /// The DNS suffix of storage accounts (`{account}.blob.{suffix}`).
+    pub fn storage_suffix(self) -> &'static str {
+        match self {
+            Cloud::Public => "core.windows.net",
+            Cloud::China => "core.chinacloudapi.cn",
+            Cloud::UsGovernment => "core.usgovcloudapi.net",
+        }
+    }
+
     pub fn arm_scope(self) -> String {
         format!("{}/.default", self.arm_endpoint())
     }

@@ -9,6 +9,7 @@
 
 mod azure;
 mod pools;
+mod storage;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use azure::{
 pub use pools::{
     CallbackSettings, DEFAULT_CALLBACK_HOSTS, KeepWarm, PoolSettings, ScaleDownPolicy,
 };
+pub use storage::{BlobAuth, BlobState, StateLocation};
 pub use templates::{JobTemplate, ParameterKind, ParameterRule, Registry};
 
 /// Default schedule of the `ScaleDown` timer: every five minutes.
@@ -65,6 +67,11 @@ pub mod env {
     pub const CALLBACK_HOSTS: &str = "COMPUTEBRIDGE_CALLBACK_HOSTS";
     pub const CALLBACK_ALLOW_HTTP: &str = "COMPUTEBRIDGE_CALLBACK_ALLOW_HTTP";
     pub const PUBLIC_URL: &str = "COMPUTEBRIDGE_PUBLIC_URL";
+    pub const STATE_CONTAINER: &str = "COMPUTEBRIDGE_STATE_CONTAINER";
+    /// The Function app's storage account, as the Functions host names it.
+    pub const STORAGE: &str = "AzureWebJobsStorage";
+    pub const STORAGE_BLOB_URI: &str = "AzureWebJobsStorage__blobServiceUri";
+    pub const STORAGE_ACCOUNT_NAME: &str = "AzureWebJobsStorage__accountName";
 }
 
 /// The service's configuration, fully parsed.
@@ -88,9 +95,8 @@ pub struct Config {
     /// Named autoscale formulas.
     pub formulas: BTreeMap<String, String>,
     pub callbacks: CallbackSettings,
-    /// Local folder for durable state (runs, pending callbacks); `None` means in Blob storage or,
-    /// without a storage account, a folder under the system temp directory.
-    pub state_dir: Option<PathBuf>,
+    /// Where durable state (runs, pending callbacks, pool operations) lives.
+    pub state: StateLocation,
     /// What container runs may be, by template name.
     pub templates: Vec<JobTemplate>,
     /// The service's public base URL, for the output URL jobs post to.
@@ -273,7 +279,7 @@ impl Config {
         let pools = pools::load_pools(file.pools, azure.cloud.batch_suffix())?;
         let formulas = pools::load_formulas(file.formulas)?;
         let callbacks = pools::load_callbacks(&var, file.callbacks)?;
-        let state_dir = pools::load_state_dir(&var, file.state);
+        let state = storage::load_state(&var, file.state.dir, azure.cloud)?;
         let templates = templates::load_templates(file.templates, azure.cloud)?;
         if !templates.is_empty() && azure.subscription_id.is_none() {
             return Err(ConfigError::new(
@@ -306,7 +312,7 @@ impl Config {
             pools,
             formulas,
             callbacks,
-            state_dir,
+            state,
             templates,
             public_url,
         })

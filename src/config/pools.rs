@@ -98,7 +98,7 @@ pub(super) struct FileCallbacks {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileState {
-    dir: Option<PathBuf>,
+    pub(super) dir: Option<PathBuf>,
 }
 
 type Var<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -294,10 +294,6 @@ pub(super) fn load_callbacks(
             .map(|m| Duration::from_secs(m * 60))
             .unwrap_or(DEFAULT_CALLBACK_RETRY),
     })
-}
-
-pub(super) fn load_state_dir(var: Var, file: FileState) -> Option<PathBuf> {
-    var(env::STATE_DIR).map(PathBuf::from).or(file.dir)
 }
 
 #[cfg(test)]

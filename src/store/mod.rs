@@ -3,9 +3,11 @@
 //!
 //! Every write names the version it replaces (an ETag) or insists the document is new; a stale
 //! writer gets [`StoreError::Conflict`] and must re-read. Backends: [`local`] (a folder, for
-//! standalone and `dev`).
+//! standalone and `dev`) and [`blob`] (the Function app's storage account).
 
+pub mod blob;
 pub mod local;
+mod sas;
 
 use std::sync::Arc;
 

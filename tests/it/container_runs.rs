@@ -9,13 +9,15 @@ use serde_json::{Value, json};
 
 use crate::harness::host::TempDir;
 use crate::harness::{
-    Azure, CallbackReceiver, FunctionsHost, Key, key_vault_reference, loopback_callback_settings,
+    Azure, Azurite, CallbackReceiver, FunctionsHost, Key, key_vault_reference,
+    loopback_callback_settings,
 };
 
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000aa";
 
 struct Setup {
     azure: Azure,
+    _azurite: Azurite,
     receiver: CallbackReceiver,
     host: FunctionsHost,
     _dir: TempDir,
@@ -50,16 +52,14 @@ code = {{ kind = "digits", max_length = 3, default = "0" }}
     );
     let path = dir.0.join("computebridge.toml");
     std::fs::write(&path, config).unwrap();
+    let azurite = Azurite::start().await;
     let mut builder = FunctionsHost::builder()
         .setting("COMPUTEBRIDGE_CONFIG", path.to_str().unwrap())
-        .setting(
-            "COMPUTEBRIDGE_STATE_DIR",
-            dir.0.join("state").to_str().unwrap(),
-        )
         .setting("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION);
     for (k, v) in azure
         .settings()
         .into_iter()
+        .chain(azurite.settings())
         .chain(loopback_callback_settings())
     {
         builder = builder.setting(&k, &v);
@@ -67,6 +67,7 @@ code = {{ kind = "digits", max_length = 3, default = "0" }}
     Setup {
         host: builder.start().await,
         azure,
+        _azurite: azurite,
         receiver: CallbackReceiver::start().await,
         _dir: dir,
     }

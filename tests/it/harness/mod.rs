@@ -1,8 +1,9 @@
 //! The test harness: plays the Functions host (`host`) or runs the binary standalone
 //! (`standalone`) around the real, built `computebridge` executable; `azure` runs the emulator
-//! behind it.
+//! behind it, and `azurite` the Blob storage that durable state lives in.
 
 pub mod azure;
+pub mod azurite;
 pub mod callbacks;
 pub mod function_app;
 pub mod host;
@@ -10,6 +11,7 @@ pub mod process;
 pub mod standalone;
 
 pub use azure::{Azure, key_vault_reference};
+pub use azurite::Azurite;
 pub use callbacks::{CallbackReceiver, loopback_callback_settings};
 pub use host::{FunctionsHost, Key, TimerFire};
 pub use standalone::Standalone;
