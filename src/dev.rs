@@ -6,7 +6,6 @@
 //! seeded service principal, and the development function key `dev` is itself read from the
 //! emulated Key Vault, so the whole secret path runs as it does in Azure.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,8 +13,8 @@ use computebridge_emulator::{Options, Running, control::Seed};
 use serde_json::json;
 
 use crate::config::{
-    Config, CredentialSettings, FunctionKey, JobTemplate, ParameterKind, ParameterRule,
-    PoolSettings, ScaleDownPolicy, StateLocation, env,
+    Config, CredentialSettings, FunctionKey, JobTemplate, PoolSettings, ScaleDownPolicy,
+    StateLocation, env,
 };
 use crate::secret::Secret;
 use crate::secrets::reference::SecretSetting;
@@ -82,7 +81,7 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
         }),
     }];
     config.azure.subscription_id = Some(SUBSCRIPTION.into());
-    config.templates = vec![hello_template(config.azure.cloud)?];
+    config.templates = hello_template(config.azure.cloud)?;
     // A fresh folder per run, unless one was named: dev never writes to a real storage account.
     if std::env::var_os(env::STATE_DIR).is_none() {
         config.state = StateLocation::Folder(
@@ -94,38 +93,21 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
 
 /// `hello`: greets with a parameter and a secure value from Key Vault, on a base image the
 /// emulator runs as a local process.
-fn hello_template(cloud: crate::azure::cloud::Cloud) -> Result<JobTemplate, String> {
-    let greeting = SecretSetting::parse(
-        &format!("@Microsoft.KeyVault(VaultName={VAULT};SecretName=hello-greeting)"),
-        cloud,
-    )?;
-    Ok(JobTemplate {
-        name: "hello".into(),
-        resource_group: "computebridge-dev".into(),
-        location: "westeurope".into(),
-        image: "alpine".into(),
-        cpu: 1.0,
-        memory_gb: 1.5,
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            "echo \"hello, {name}\"; test -n \"$GREETING\" && echo secure value received; sleep 2"
-                .into(),
-        ],
-        parameters: BTreeMap::from([(
-            "name".to_owned(),
-            ParameterRule {
-                kind: ParameterKind::Word,
-                max_length: 40,
-                default: Some("world".into()),
-            },
-        )]),
-        env: BTreeMap::new(),
-        allowed_env: Vec::new(),
-        secure_env: BTreeMap::from([("GREETING".to_owned(), greeting)]),
-        registry: None,
-        timeout: Duration::from_secs(600),
-    })
+fn hello_template(cloud: crate::azure::cloud::Cloud) -> Result<Vec<JobTemplate>, String> {
+    let text = format!(
+        r#"
+[hello]
+resource_group = "computebridge-dev"
+location = "westeurope"
+image = "alpine"
+command = ["sh", "-c", "echo \"hello, {{name}}\"; test -n \"$GREETING\" && echo secure value received; sleep 2"]
+secure_env = {{ GREETING = "@Microsoft.KeyVault(VaultName={VAULT};SecretName=hello-greeting)" }}
+timeout_minutes = 10
+[hello.parameters]
+name = {{ kind = "word", max_length = 40, default = "world" }}
+"#
+    );
+    crate::config::parse_templates(&text, cloud).map_err(|e| e.to_string())
 }
 
 /// What `dev` prints once it listens: where it is and commands that work as printed.

@@ -22,6 +22,7 @@
 //! - [`secret`]: values that never reach a log or a response.
 //! - [`store`]: durable JSON documents with conditional writes (local folder, Blob storage).
 //! - [`state`], [`telemetry`]: shared state and logging setup.
+//! - [`fingerprint`]: the stable hash behind group names, owner tags and local ETags.
 
 pub mod auth;
 pub mod azure;
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod fingerprint;
 pub mod invocation;
 pub mod pools;
 pub mod routes;

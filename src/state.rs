@@ -4,7 +4,7 @@
 //! cache, the managed pools, the state store with the callback outbox, and the book of timer runs
 //! that health reports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -50,6 +50,8 @@ pub struct App {
     /// Wakes the background worker (a callback was queued, an operation started).
     pub worker_wake: tokio::sync::Notify,
     timer_book: Mutex<BTreeMap<&'static str, TimerStatus>>,
+    /// When each active run's group is next read by the worker (in memory: a restart reads all).
+    run_checks: Mutex<HashMap<String, Instant>>,
 }
 
 /// What health reports about one timer function.
@@ -112,7 +114,33 @@ impl AppState {
             outbox,
             worker_wake: tokio::sync::Notify::new(),
             timer_book: Mutex::new(timer_book),
+            run_checks: Mutex::new(HashMap::new()),
         })))
+    }
+
+    /// The tag value marking groups this deployment created: a hash of where its state lives, so
+    /// two deployments sharing a resource group never take each other's groups for orphans.
+    pub fn owner_tag(&self) -> String {
+        format!(
+            "{:016x}",
+            crate::fingerprint::fnv1a(self.store.describe().as_bytes())
+        )
+    }
+
+    pub fn run_check_due(&self, run_id: &str) -> bool {
+        let checks = self.run_checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks.get(run_id).is_none_or(|at| Instant::now() >= *at)
+    }
+
+    pub fn schedule_run_check(&self, run_id: &str, at: Instant) {
+        let mut checks = self.run_checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks.insert(run_id.to_owned(), at);
+    }
+
+    /// The run is settled (or cancelled): check it at the next pass, then not at all.
+    pub fn forget_run_check(&self, run_id: &str) {
+        let mut checks = self.run_checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks.remove(run_id);
     }
 
     pub fn wake_worker(&self) {

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::invocation::TimerInfo;
 use crate::pools;
+use crate::runs;
 use crate::schedule::Schedule;
 use crate::state::AppState;
 use crate::worker;
@@ -63,15 +64,22 @@ async fn scale_down(state: &AppState) -> TimerRun {
     }
 }
 
-/// The shared sweep: watched pool operations, then pending callbacks.
+/// The shared sweep over every active run, watched pool operations and pending callbacks, then
+/// orphaned container groups.
 async fn reconcile(state: &AppState) -> TimerRun {
-    let swept = worker::sweep(state).await;
+    let mut swept = worker::sweep(state).await;
+    match runs::orphans::delete_orphans(state).await {
+        Ok(lines) => swept.extend(lines),
+        Err(e) => swept.push(format!("orphans could not be checked: {e}")),
+    }
     let mut logs: Vec<String> = swept
         .iter()
         .map(|line| format!("Reconcile: {line}"))
         .collect();
     if logs.is_empty() {
-        logs.push("Reconcile: no pool operation or callback is pending; nothing to do".to_owned());
+        logs.push(
+            "Reconcile: no run, pool operation or callback is pending; nothing to do".to_owned(),
+        );
     }
     TimerRun {
         logs,

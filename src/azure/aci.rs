@@ -1,5 +1,5 @@
 //! `AciClient`: the Azure Container Instances calls computebridge makes through ARM (create,
-//! read, stop and delete a container group, read a container's logs), and `GroupView`, the parts
+//! read, list, stop and delete container groups, read a container's logs), and `GroupView`, the parts
 //! of a group's answer a run is judged by.
 
 use azure_core::http::Method;
@@ -118,6 +118,27 @@ impl AciClient {
             Ok(response) => response.json().map(Some),
             Err(e) if e.status == Some(404) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The groups in a resource group (without instance views: ARM's list leaves them out).
+    pub async fn list_groups(&self, resource_group: &str) -> Result<Vec<Value>, AzureError> {
+        let mut url = format!(
+            "{}/subscriptions/{}/resourceGroups/{resource_group}/providers/Microsoft.ContainerInstance/containerGroups?api-version={API_VERSION}",
+            self.arm_endpoint, self.subscription
+        );
+        let mut groups = Vec::new();
+        loop {
+            let page: Value = self
+                .rest
+                .send(Method::Get, &url, None, JSON)
+                .await?
+                .json()?;
+            groups.extend(page["value"].as_array().into_iter().flatten().cloned());
+            match page["nextLink"].as_str() {
+                Some(next) if !next.is_empty() => url = next.to_owned(),
+                _ => return Ok(groups),
+            }
         }
     }
 

@@ -1,8 +1,10 @@
-//! `Outbox`: callbacks to ADF that survive restarts. Each pending callback is a document in the
-//! state store; delivery claims it with a conditional write (so two instances never send it at
-//! the same time), POSTs it, and deletes it once the receiver answers 2xx. 5xx, 429 and network
-//! failures are retried with exponential backoff (or the receiver's `Retry-After`) until the
-//! retry period ends; any other 4xx is final.
+//! `Outbox`: callbacks to ADF that survive restarts. Each callback is a document in the state
+//! store under a deterministic id, plus a pending marker that delivery lists. Delivery claims the
+//! document with a conditional write (so two instances never send it at the same time), POSTs it,
+//! and once the receiver answers 2xx marks it done and drops the marker. The done document stays,
+//! so queuing the same id again (a racing instance, a retried sweep) can never send it twice.
+//! 5xx, 429 and network failures are retried with exponential backoff (or the receiver's
+//! `Retry-After`) until the retry period ends; any other 4xx is final.
 
 use std::time::Duration;
 
@@ -14,6 +16,9 @@ use crate::callbacks::target::CallbackUrl;
 use crate::store::{Condition, StateStore, StoreError};
 
 const PREFIX: &str = "callbacks/";
+const PENDING_PREFIX: &str = "callbacks-pending/";
+/// A marker whose document never appeared (its writer stopped in between) is dropped after this.
+const ORPHAN_MARKER: Duration = Duration::from_secs(60);
 /// How long a claimed delivery is left to its claimant before another instance may retry it.
 const CLAIM: Duration = Duration::from_secs(45);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +38,17 @@ pub struct PendingCallback {
     pub next_attempt_at: OffsetDateTime,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// How it ended (`delivered`, `refused`, `abandoned`); `None` while pending.
+    #[serde(default)]
+    pub done: Option<String>,
+}
+
+/// The pending marker: when it was written.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Marker {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
 }
 
 /// What one delivery attempt did; timers report these.
@@ -69,8 +85,8 @@ impl Outbox {
         }
     }
 
-    /// Queues `body` for `url` under `id`. Queuing the same id again does nothing, so a caller
-    /// that retries after a crash cannot queue a second delivery.
+    /// Queues `body` for `url` under `id`. Queuing the same id again, even after delivery, does
+    /// nothing, so a caller that retries after a crash cannot cause a second delivery.
     pub async fn enqueue(
         &self,
         id: &str,
@@ -87,30 +103,68 @@ impl Outbox {
             next_attempt_at: now,
             attempts: 0,
             last_error: None,
+            done: None,
         };
-        match self.store.put(&key(id), &pending, Condition::New).await {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e),
+        // The marker first: a document nobody lists would never be delivered.
+        for result in [
+            self.store
+                .put(&marker_key(id), &Marker { at: now }, Condition::New)
+                .await,
+            self.store.put(&key(id), &pending, Condition::New).await,
+        ] {
+            match result {
+                Ok(_) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 
     /// Attempts every callback that is due; returns what happened to each attempted one.
     pub async fn deliver_due(&self) -> Result<Vec<Delivery>, StoreError> {
         let mut deliveries = Vec::new();
-        for key in self.store.list(PREFIX).await? {
-            if let Some(delivery) = self.attempt(&key).await? {
+        for marker in self.store.list(PENDING_PREFIX).await? {
+            let id = marker
+                .trim_start_matches(PENDING_PREFIX)
+                .trim_end_matches(".json")
+                .to_owned();
+            if let Some(delivery) = self.attempt(&id).await? {
                 deliveries.push(delivery);
             }
         }
         Ok(deliveries)
     }
 
-    async fn attempt(&self, key: &str) -> Result<Option<Delivery>, StoreError> {
+    /// Drops the pending marker of `id`.
+    async fn unmark(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(marker) = self.store.get::<Marker>(&marker_key(id)).await? {
+            match self.store.delete(&marker_key(id), &marker.etag).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempt(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let key = &key(id);
         let Some(current) = self.store.get::<PendingCallback>(key).await? else {
+            let stale = self
+                .store
+                .get::<Marker>(&marker_key(id))
+                .await?
+                .is_some_and(|m| m.value.at + ORPHAN_MARKER < now);
+            if stale {
+                self.unmark(id).await?;
+            }
             return Ok(None);
         };
-        let now = OffsetDateTime::now_utc();
         let mut pending = current.value;
+        if pending.done.is_some() {
+            self.unmark(id).await?;
+            return Ok(None);
+        }
         if pending.next_attempt_at > now {
             return Ok(None);
         }
@@ -132,10 +186,24 @@ impl Outbox {
                 detail,
             })
         };
+        let finish = |mut pending: PendingCallback, outcome: &str| {
+            pending.done = Some(outcome.to_owned());
+            let claimed = claimed.clone();
+            async move {
+                match self
+                    .store
+                    .put(key, &pending, Condition::Matches(claimed))
+                    .await
+                {
+                    Ok(_) | Err(StoreError::Conflict) => self.unmark(&pending.id).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
         match self.send(&pending).await {
             Sent::Acknowledged => {
                 tracing::info!(callback = %pending.id, url = %pending.url.redacted(), attempts = pending.attempts, "callback delivered");
-                self.store.delete(key, &claimed).await?;
+                finish(pending.clone(), "delivered").await?;
                 Ok(report(
                     "delivered",
                     format!("after {} attempt(s)", pending.attempts),
@@ -143,13 +211,13 @@ impl Outbox {
             }
             Sent::Refused(error) => {
                 tracing::error!(callback = %pending.id, url = %pending.url.redacted(), error = %error, "callback refused by its receiver; not retried");
-                self.store.delete(key, &claimed).await?;
+                finish(pending.clone(), "refused").await?;
                 Ok(report("refused", error))
             }
             Sent::Retry { error, after } => {
                 if now >= pending.give_up_at {
                     tracing::error!(callback = %pending.id, url = %pending.url.redacted(), attempts = pending.attempts, error = %error, "callback undeliverable; retry period over");
-                    self.store.delete(key, &claimed).await?;
+                    finish(pending.clone(), "abandoned").await?;
                     return Ok(report("abandoned", error));
                 }
                 let backoff = Duration::from_secs(1 << pending.attempts.min(6)).min(MAX_BACKOFF);
@@ -208,6 +276,10 @@ impl Outbox {
 
 fn key(id: &str) -> String {
     format!("{PREFIX}{id}.json")
+}
+
+fn marker_key(id: &str) -> String {
+    format!("{PENDING_PREFIX}{id}.json")
 }
 
 /// reqwest errors print the URL, whose query may carry a signature.

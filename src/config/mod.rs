@@ -29,7 +29,9 @@ pub use pools::{
     CallbackSettings, DEFAULT_CALLBACK_HOSTS, KeepWarm, PoolSettings, ScaleDownPolicy,
 };
 pub use storage::{BlobAuth, BlobState, StateLocation};
-pub use templates::{JobTemplate, ParameterKind, ParameterRule, Registry};
+pub use templates::{
+    JobTemplate, ParameterKind, ParameterRule, Registry, RegistryAuth, parse_templates,
+};
 
 /// Default schedule of the `ScaleDown` timer: every five minutes.
 pub const DEFAULT_SCALE_DOWN_SCHEDULE: &str = "0 */5 * * * *";
@@ -329,11 +331,11 @@ impl Config {
                 .secure_env
                 .iter()
                 .map(move |(name, value)| (format!("template '{}' env {name}", t.name), value));
-            let registry = t.registry.iter().map(move |r| {
-                (
-                    format!("template '{}' registry password", t.name),
-                    &r.password,
-                )
+            let registry = t.registry.iter().filter_map(move |r| match &r.auth {
+                RegistryAuth::Password { password, .. } => {
+                    Some((format!("template '{}' registry password", t.name), password))
+                }
+                RegistryAuth::Identity(_) => None,
             });
             env.chain(registry)
         });

@@ -1,7 +1,9 @@
 //! `[templates.<name>]`: what a run may be. A caller with a function key can run only what a
-//! template allows: its image and resources, its command with named parameters substituted (each
-//! checked against its kind), its fixed environment, environment keys the caller may set, secure
-//! values from Key Vault, a registry credential, and a timeout.
+//! template allows: its image (or, when allowed, one from an allowlisted registry) and resources,
+//! its command with named parameters substituted (each checked against its kind), its fixed
+//! environment, environment keys the caller may set, secure values from Key Vault, a registry
+//! credential, identity, subnet, restart policy, time limits and cleanup policy. A template may
+//! instead name a fixed container group provisioned by infrastructure-as-code.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,14 +29,57 @@ pub struct JobTemplate {
     pub allowed_env: Vec<String>,
     pub secure_env: BTreeMap<String, SecretSetting>,
     pub registry: Option<Registry>,
+    /// From creation to the end of the run; past it the group is stopped (TimedOut).
     pub timeout: Duration,
+    /// How long a group may stay provisioning or pulling its image before the run fails.
+    pub start_timeout: Duration,
+    /// `Never` or `OnFailure`.
+    pub restart_policy: String,
+    /// A user-assigned managed identity (resource id) for the container.
+    pub identity: Option<String>,
+    /// A subnet (resource id) to deploy into.
+    pub subnet: Option<String>,
+    /// How long a failed run's group is kept for inspection before it is deleted.
+    pub keep_failed: Duration,
+    /// Registry prefixes (`myregistry.azurecr.io/jobs/`) a request's `image` may come from; empty
+    /// means the template's image only.
+    pub allowed_images: Vec<String>,
+    /// A fixed container group (made by infrastructure-as-code) that runs are started in, one at
+    /// a time, instead of a group per run.
+    pub container_group: Option<String>,
+}
+
+impl JobTemplate {
+    /// Whether a request may run `image` instead of the template's own.
+    pub fn allows_image(&self, image: &str) -> bool {
+        let valid = !image.is_empty()
+            && image.len() <= 255
+            && image
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c));
+        valid
+            && self
+                .allowed_images
+                .iter()
+                .any(|prefix| image.starts_with(prefix.as_str()))
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub server: String,
-    pub username: String,
-    pub password: SecretSetting,
+    pub auth: RegistryAuth,
+}
+
+#[derive(Debug, Clone)]
+pub enum RegistryAuth {
+    /// A username and a password from Key Vault.
+    Password {
+        username: String,
+        password: SecretSetting,
+    },
+    /// A user-assigned managed identity (resource id) with pull rights on the registry.
+    Identity(String),
 }
 
 /// What values a parameter takes.
@@ -96,6 +141,7 @@ impl ParameterRule {
 pub(super) struct FileTemplate {
     resource_group: String,
     location: String,
+    #[serde(default)]
     image: String,
     #[serde(default = "default_cpu")]
     cpu: f64,
@@ -112,16 +158,28 @@ pub(super) struct FileTemplate {
     #[serde(default)]
     secure_env: BTreeMap<String, String>,
     registry: Option<FileRegistry>,
-    #[serde(default = "default_timeout")]
-    timeout_minutes: u64,
+    timeout_minutes: Option<u64>,
+    timeout_seconds: Option<u64>,
+    #[serde(default = "default_start_timeout")]
+    start_timeout_seconds: u64,
+    #[serde(default = "default_restart_policy")]
+    restart_policy: String,
+    identity: Option<String>,
+    subnet: Option<String>,
+    #[serde(default = "default_keep_failed")]
+    keep_failed_hours: u64,
+    #[serde(default)]
+    allowed_images: Vec<String>,
+    container_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRegistry {
     server: String,
-    username: String,
-    password: String,
+    username: Option<String>,
+    password: Option<String>,
+    identity: Option<String>,
 }
 
 fn default_cpu() -> f64 {
@@ -132,8 +190,23 @@ fn default_memory() -> f64 {
     1.5
 }
 
-fn default_timeout() -> u64 {
-    60
+fn default_start_timeout() -> u64 {
+    600
+}
+
+fn default_restart_policy() -> String {
+    "Never".into()
+}
+
+fn default_keep_failed() -> u64 {
+    24
+}
+
+/// Templates from TOML text holding `[name]` tables (what `dev` builds its demo from).
+pub fn parse_templates(text: &str, cloud: Cloud) -> Result<Vec<JobTemplate>, ConfigError> {
+    let file: BTreeMap<String, FileTemplate> =
+        toml::from_str(text).map_err(|e| ConfigError::new("templates", e.to_string()))?;
+    load_templates(file, cloud)
 }
 
 pub(super) fn load_templates(
@@ -179,17 +252,67 @@ pub(super) fn load_templates(
             let registry = t
                 .registry
                 .map(|r| {
-                    SecretSetting::parse(&r.password, cloud)
-                        .map(|password| Registry {
-                            server: r.server,
-                            username: r.username,
-                            password,
-                        })
-                        .map_err(|e| fail("registry.password", e))
+                    let auth = match (r.username, r.password, r.identity) {
+                        (Some(username), Some(password), None) => RegistryAuth::Password {
+                            username,
+                            password: SecretSetting::parse(&password, cloud)
+                                .map_err(|e| fail("registry.password", e))?,
+                        },
+                        (None, None, Some(identity)) => RegistryAuth::Identity(identity),
+                        _ => {
+                            return Err(fail(
+                                "registry",
+                                "give username and password, or identity".into(),
+                            ));
+                        }
+                    };
+                    Ok(Registry {
+                        server: r.server,
+                        auth,
+                    })
                 })
                 .transpose()?;
-            if t.timeout_minutes == 0 {
-                return Err(fail("timeout_minutes", "must be greater than zero".into()));
+            let timeout = match (t.timeout_minutes, t.timeout_seconds) {
+                (Some(_), Some(_)) => {
+                    return Err(fail(
+                        "timeout_seconds",
+                        "give timeout_minutes or timeout_seconds, not both".into(),
+                    ));
+                }
+                (Some(minutes), None) => minutes * 60,
+                (None, Some(seconds)) => seconds,
+                (None, None) => 3600,
+            };
+            if timeout == 0 || t.start_timeout_seconds == 0 {
+                return Err(fail("timeout_minutes", "time limits must be greater than zero".into()));
+            }
+            if !["Never", "OnFailure"].contains(&t.restart_policy.as_str()) {
+                return Err(fail(
+                    "restart_policy",
+                    format!("'{}' is not Never or OnFailure (a run must end)", t.restart_policy),
+                ));
+            }
+            match (&t.container_group, t.image.is_empty()) {
+                (None, true) => return Err(fail("image", "is required".into())),
+                (Some(_), false) => {
+                    return Err(fail(
+                        "image",
+                        "comes from the fixed container_group; leave it out".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if t.container_group.is_some() && !t.allowed_images.is_empty() {
+                return Err(fail(
+                    "allowed_images",
+                    "a fixed container group runs its own image".into(),
+                ));
+            }
+            if let Some(prefix) = t.allowed_images.iter().find(|p| !p.contains('/')) {
+                return Err(fail(
+                    "allowed_images",
+                    format!("'{prefix}' must name a registry and path, like 'myregistry.azurecr.io/jobs/'"),
+                ));
             }
             Ok(JobTemplate {
                 name,
@@ -204,17 +327,28 @@ pub(super) fn load_templates(
                 allowed_env: t.allowed_env,
                 secure_env,
                 registry,
-                timeout: Duration::from_secs(t.timeout_minutes * 60),
+                timeout: Duration::from_secs(timeout),
+                start_timeout: Duration::from_secs(t.start_timeout_seconds),
+                restart_policy: t.restart_policy,
+                identity: t.identity,
+                subnet: t.subnet,
+                keep_failed: Duration::from_secs(t.keep_failed_hours * 3600),
+                allowed_images: t.allowed_images,
+                container_group: t.container_group,
             })
         })
         .collect()
 }
 
-/// The `{name}` placeholders in `text`.
+/// The `{name}` placeholders in `text` (names of letters, digits and `_`; other braces, such as
+/// JSON in a shell command, are left alone).
 pub fn placeholders(text: &str) -> Vec<&str> {
     text.split('{')
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
         .collect()
 }
 
@@ -238,5 +372,6 @@ mod tests {
             assert!(rule(ParameterKind::Text).check(bad).is_err(), "{bad}");
         }
         assert_eq!(placeholders("echo {a} and {b}"), ["a", "b"]);
+        assert_eq!(placeholders(r#"curl -d '{"rows": 1}' {url_1}"#), ["url_1"]);
     }
 }

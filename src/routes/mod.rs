@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/runs", post(runs::start_run))
         .route("/api/runs/{run_id}", get(runs::get_run))
+        .route("/api/runs/{run_id}/logs", get(runs::get_logs))
+        .route("/api/runs/{run_id}/cancel", post(runs::cancel_run))
         .route("/ScaleDown", post(timer_triggers::invoke_scale_down))
         .route("/Reconcile", post(timer_triggers::invoke_reconcile));
     if state.checks_function_keys() {
@@ -51,6 +53,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(health::readiness))
         .route("/api/health", get(health::get_health))
+        // The job's own call: its per-run token is the credential, and its body may be larger.
+        .route(
+            "/api/runs/{run_id}/output",
+            post(runs::post_output)
+                .layer(DefaultBodyLimit::max(crate::runs::output::MAX_BYTES + 1)),
+        )
         .merge(protected)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,7 +1,12 @@
-//! Container runs on ACI: the durable `Run` record, the container-group name derived from the
-//! run id, starting a run from a template ([`start`]), and the sweep that judges runs by their
-//! container groups, calls back and cleans up ([`reconcile`]).
+//! Container runs on ACI: the durable `Run` record with its active-run marker, the container-group
+//! name derived from the run id, and the conflict-safe update every writer uses. Starting a run is
+//! [`start`]; the job's output call is [`output`]; cancelling is [`cancel`]; the sweep that judges
+//! runs by their groups, calls back and cleans up is [`reconcile`]; deleting groups nobody owns is
+//! [`orphans`].
 
+pub mod cancel;
+pub mod orphans;
+pub mod output;
 pub mod reconcile;
 pub mod start;
 
@@ -10,8 +15,17 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::callbacks::target::CallbackUrl;
+use crate::error::ApiError;
+use crate::store::{Condition, StateStore, StoreError};
 
 pub const PREFIX: &str = "runs/";
+/// One empty document per run that is not yet settled (or whose failed group is kept): the sweep
+/// lists these, so its reads grow with active runs, not with history.
+pub const ACTIVE_PREFIX: &str = "runs-active/";
+/// Tags on every group the service creates: the run, and which deployment (state location) owns
+/// it, so orphan clean-up never touches another deployment's groups.
+pub const RUN_TAG: &str = "computebridge-run";
+pub const OWNER_TAG: &str = "computebridge-owner";
 /// The one container of a run's group.
 pub const CONTAINER: &str = "job";
 
@@ -65,6 +79,28 @@ pub struct Run {
     pub call_back_uri: Option<CallbackUrl>,
     /// The outcome was queued for the callback and the cleanup policy applied.
     pub settled: bool,
+    /// Started with `"mode":"poll"`: answers follow ADF's asynchronous pattern (202 + Location).
+    #[serde(default)]
+    pub poll: bool,
+    #[serde(default)]
+    pub image: String,
+    /// The group's container that runs the job (a fixed group names its own).
+    #[serde(default = "default_container")]
+    pub container: String,
+    /// The token the job's output URL carries; never shown.
+    #[serde(default)]
+    pub output_token: Option<String>,
+    /// Provisioning and image pull must be over by then.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub start_deadline: Option<OffsetDateTime>,
+    /// When a kept (failed) group is deleted.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub delete_group_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub group_deleted: bool,
+    /// The group is a template's fixed group: stopped, never deleted.
+    #[serde(default)]
+    pub fixed_group: bool,
 }
 
 impl Run {
@@ -77,6 +113,7 @@ impl Run {
         serde_json::json!({
             "runId": self.run_id,
             "template": self.template,
+            "image": self.image,
             "status": self.status,
             "containerGroup": self.container_group,
             "exitCode": self.exit_code,
@@ -90,6 +127,10 @@ impl Run {
     }
 }
 
+fn default_container() -> String {
+    CONTAINER.into()
+}
+
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -97,6 +138,63 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 pub fn key(run_id: &str) -> String {
     format!("{PREFIX}{run_id}.json")
+}
+
+pub fn active_key(run_id: &str) -> String {
+    format!("{ACTIVE_PREFIX}{run_id}.json")
+}
+
+/// The run, or 404 `RunNotFound`.
+pub async fn read(
+    store: &StateStore,
+    run_id: &str,
+) -> Result<crate::store::Versioned<Run>, ApiError> {
+    check_run_id(run_id).map_err(|e| ApiError::bad_request("InvalidRunId", e))?;
+    store
+        .get::<Run>(&key(run_id))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("RunNotFound", format!("no run with id '{run_id}'")))
+}
+
+/// Applies `change` to the current run and writes it conditionally, re-reading and re-applying
+/// when another writer got there first. `change` returns `Ok(false)` to leave the run as it is.
+pub async fn update(
+    store: &StateStore,
+    run_id: &str,
+    mut change: impl FnMut(&mut Run) -> Result<bool, ApiError>,
+) -> Result<Run, ApiError> {
+    for _ in 0..5 {
+        let current = read(store, run_id).await?;
+        let mut run = current.value;
+        if !change(&mut run)? {
+            return Ok(run);
+        }
+        match store
+            .put(&key(run_id), &run, Condition::Matches(current.etag))
+            .await
+        {
+            Ok(_) => return Ok(run),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+    }
+    Err(ApiError::conflict(
+        "RunBusy",
+        format!("run '{run_id}' is being updated concurrently; retry"),
+    ))
+}
+
+/// Removes the active-run marker (the run needs no more sweeps).
+pub async fn deactivate(store: &StateStore, run_id: &str) -> Result<(), StoreError> {
+    let key = active_key(run_id);
+    if let Some(marker) = store.get::<Value>(&key).await? {
+        match store.delete(&key, &marker.etag).await {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Run ids: 1-100 characters, letters, digits, `-`, `_`, `.` (ADF's `@{pipeline().RunId}`
@@ -127,9 +225,7 @@ pub fn group_name(run_id: &str) -> String {
     }
     readable.truncate(40);
     let readable = readable.trim_end_matches('-');
-    let hash = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = crate::fingerprint::fnv1a(run_id.as_bytes());
     if readable.is_empty() {
         format!("cb-{hash:016x}")
     } else {

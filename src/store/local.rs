@@ -38,9 +38,7 @@ impl LocalStore {
 
 /// FNV-1a over the content: a version tag, not a security measure.
 fn etag(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    });
+    let hash = crate::fingerprint::fnv1a(bytes);
     format!("\"{hash:016x}-{}\"", bytes.len())
 }
 

@@ -583,10 +583,10 @@ async fn a_restart_between_request_and_ready_still_calls_back_once() {
         .await
         .expect("callback after restart");
     assert_eq!(callback.body["StatusCode"], "200");
-    // Once delivered, nothing is left to deliver: the operation and the outbox are empty.
+    // Once delivered, nothing is left to deliver: no operation and no pending callback.
     let state = setup.dir.0.join("state");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while ["pool-operations", "callbacks"]
+    while ["pool-operations", "callbacks-pending"]
         .iter()
         .any(|d| std::fs::read_dir(state.join(d)).is_ok_and(|mut e| e.next().is_some()))
     {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::host::TempDir;
+use crate::harness::TimerFire;
+use crate::harness::host::{HostResponse, TempDir};
 use crate::harness::{
     Azure, Azurite, CallbackReceiver, FunctionsHost, Key, key_vault_reference,
     loopback_callback_settings,
@@ -17,11 +18,50 @@ const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000aa";
 
 struct Setup {
     azure: Azure,
-    _azurite: Azurite,
+    azurite: Azurite,
     receiver: CallbackReceiver,
     host: FunctionsHost,
-    _dir: TempDir,
+    dir: TempDir,
 }
+
+/// Templates every test can use: `hello` (greets, may fail by exit code, posts output when it has
+/// an output URL), `sleeper` (runs `seconds`), `slow` (2 s timeout) and `ghost` (an image nobody
+/// can pull, 2 s start limit).
+const TEMPLATES: &str = r#"
+[templates.hello]
+resource_group = "jobs"
+location = "westeurope"
+image = "alpine"
+cpu = 1.0
+command = ["sh", "-c", '''echo {greeting} $MODE; test -n "$SECRET_GREETING" && echo secret-present; if [ -n "$COMPUTEBRIDGE_OUTPUT_URL" ]; then curl -s -X POST -d '{"rows": 42, "run": "'$COMPUTEBRIDGE_RUN_ID'"}' "$COMPUTEBRIDGE_OUTPUT_URL"; fi; exit {code}''']
+allowed_env = ["MODE"]
+env = { FIXED = "yes" }
+secure_env = { SECRET_GREETING = "REFERENCE" }
+[templates.hello.parameters]
+greeting = { kind = "text", max_length = 40, default = "hello" }
+code = { kind = "digits", max_length = 3, default = "0" }
+
+[templates.sleeper]
+resource_group = "jobs"
+location = "westeurope"
+image = "alpine"
+command = ["sh", "-c", "echo sleeping; sleep {seconds}"]
+[templates.sleeper.parameters]
+seconds = { kind = "digits", max_length = 3, default = "3" }
+
+[templates.slow]
+resource_group = "jobs"
+location = "westeurope"
+image = "alpine"
+command = ["sh", "-c", "sleep 60"]
+timeout_seconds = 2
+
+[templates.ghost]
+resource_group = "jobs"
+location = "westeurope"
+image = "contoso.azurecr.io/jobs/ghost:1.0"
+start_timeout_seconds = 2
+"#;
 
 async fn setup(extra_seed: Value) -> Setup {
     let azure = Azure::start(10.0).await;
@@ -33,29 +73,30 @@ async fn setup(extra_seed: Value) -> Setup {
         .await;
     azure.seed(extra_seed).await;
     let dir = TempDir::new("runs");
-    let config = format!(
-        r#"
-[templates.hello]
-resource_group = "jobs"
-location = "westeurope"
-image = "alpine"
-cpu = 1.0
-command = ["sh", "-c", "echo {{greeting}} $MODE; test -n \"$SECRET_GREETING\" && echo secret-present; exit {{code}}"]
-allowed_env = ["MODE"]
-env = {{ FIXED = "yes" }}
-secure_env = {{ SECRET_GREETING = "{reference}" }}
-[templates.hello.parameters]
-greeting = {{ kind = "text", max_length = 40, default = "hello" }}
-code = {{ kind = "digits", max_length = 3, default = "0" }}
-"#,
-        reference = key_vault_reference("ops", "greeting")
-    );
-    let path = dir.0.join("computebridge.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(
+        dir.0.join("computebridge.toml"),
+        TEMPLATES.replace("REFERENCE", &key_vault_reference("ops", "greeting")),
+    )
+    .unwrap();
     let azurite = Azurite::start().await;
+    Setup {
+        host: start_host(&azure, &azurite, &dir).await,
+        azure,
+        azurite,
+        receiver: CallbackReceiver::start().await,
+        dir,
+    }
+}
+
+/// A service instance on the shared emulator and Azurite (tests start several, or restart one).
+async fn start_host(azure: &Azure, azurite: &Azurite, dir: &TempDir) -> FunctionsHost {
     let mut builder = FunctionsHost::builder()
-        .setting("COMPUTEBRIDGE_CONFIG", path.to_str().unwrap())
-        .setting("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION);
+        .setting(
+            "COMPUTEBRIDGE_CONFIG",
+            dir.0.join("computebridge.toml").to_str().unwrap(),
+        )
+        .setting("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+        .public_url_is_handler();
     for (k, v) in azure
         .settings()
         .into_iter()
@@ -64,12 +105,34 @@ code = {{ kind = "digits", max_length = 3, default = "0" }}
     {
         builder = builder.setting(&k, &v);
     }
-    Setup {
-        host: builder.start().await,
-        azure,
-        _azurite: azurite,
-        receiver: CallbackReceiver::start().await,
-        _dir: dir,
+    builder.start().await
+}
+
+impl Setup {
+    async fn start_run(&self, body: Value) -> Value {
+        let (status, answer) = self.host.api(Method::POST, "/api/runs", Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+        answer
+    }
+
+    /// A keyed GET whose status and headers matter (the asynchronous pattern).
+    async fn get(&self, path: &str) -> HostResponse {
+        self.host
+            .call(
+                Method::GET,
+                path,
+                Key::Header(self.host.keys.master.clone()),
+                &[],
+                None,
+            )
+            .await
+    }
+
+    async fn group_requests(&self, method: &str, group: &str) -> usize {
+        self.azure
+            .requests(&format!("service=arm&method={method}&path={group}"))
+            .await
+            .len()
     }
 }
 
@@ -107,6 +170,11 @@ async fn runs_succeed_or_fail_by_exit_code_and_call_back_once() {
         (output["status"].as_str(), output["exitCode"].as_i64()),
         (Some("Succeeded"), Some(0)),
         "{output}"
+    );
+    assert_eq!(
+        output["output"],
+        json!({"rows": 42, "run": "pipeline-1-step"}),
+        "the job's posted output comes back with the run"
     );
     let log = output["logTail"].as_str().unwrap();
     assert!(
@@ -194,7 +262,7 @@ async fn bad_runs_are_refused_before_azure_is_touched() {
         ),
         (
             json!({"template": "hello", "image": "evil"}),
-            "InvalidRequestBody",
+            "ImageNotAllowed",
         ),
     ];
     for (body, code) in cases {
@@ -226,7 +294,8 @@ async fn bad_runs_are_refused_before_azure_is_touched() {
     let (status, answer) = s.host.api(Method::GET, "/api/runs/unknown-run", None).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
-        (404, Some("RunNotFound"))
+        (404, Some("RunNotFound")),
+        "{answer}"
     );
 }
 
@@ -253,4 +322,306 @@ async fn an_aci_quota_error_is_surfaced_with_azures_words() {
     let (_, run) = s.host.api(Method::GET, "/api/runs/quota-1", None).await;
     assert_eq!(run["status"], "Failed", "{run}");
     assert_eq!(run["error"]["code"], "ContainerGroupQuotaReached");
+}
+
+#[tokio::test]
+async fn poll_mode_logs_and_cancel() {
+    let s = setup(json!({})).await;
+    let body = json!({"template": "sleeper", "runId": "poll-1", "mode": "poll", "parameters": {"seconds": "60"}, "callBackUri": s.receiver.url("/cb/cancel")});
+    let response = s
+        .host
+        .call(
+            Method::POST,
+            "/api/runs",
+            Key::Header(s.host.keys.master.clone()),
+            &[],
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(response.status, 202);
+    let location = response.header("location").unwrap().to_owned();
+    assert!(location.ends_with("/api/runs/poll-1"), "{location}");
+    assert_eq!(response.header("retry-after"), Some("10"));
+
+    // Running: the status answers 202 with Location; logs are read live.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, logs) = s
+            .host
+            .api(Method::GET, "/api/runs/poll-1/logs?tail=5", None)
+            .await;
+        assert_eq!(status, 200, "{logs}");
+        if logs["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sleeping")
+        {
+            assert_eq!(logs["source"], "live");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let running = s.get("/api/runs/poll-1").await;
+    assert_eq!(running.status, 202);
+    assert!(running.header("location").is_some());
+    let (status, bad) = s
+        .host
+        .api(Method::GET, "/api/runs/poll-1/logs?tail=0", None)
+        .await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("InvalidTail"))
+    );
+
+    let (status, cancelled) = s
+        .host
+        .api(Method::POST, "/api/runs/poll-1/cancel", None)
+        .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("Cancelled")),
+        "{cancelled}"
+    );
+    let callback = s
+        .receiver
+        .wait_for("/cb/cancel", Duration::from_secs(20))
+        .await
+        .expect("cancel callback");
+    assert_eq!(callback.body["StatusCode"], "500");
+    assert_eq!(callback.body["Error"]["ErrorCode"], "RunCancelled");
+    // The asynchronous pattern ends with 500 and the same body for anything but success.
+    let ended = s.get("/api/runs/poll-1").await;
+    assert_eq!(ended.status, 500);
+    assert_eq!(ended.json()["status"], "Cancelled");
+    let group = cancelled["containerGroup"].as_str().unwrap();
+    assert_eq!(s.group_requests("POST", &format!("{group}/stop")).await, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.group_requests("DELETE", group).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cancelled group not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, again) = s
+        .host
+        .api(Method::POST, "/api/runs/poll-1/cancel", None)
+        .await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("RunFinished"))
+    );
+    assert_eq!(s.receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn timeouts_and_images_that_never_pull_end_the_run() {
+    let s = setup(json!({})).await;
+    let slow = s
+        .start_run(json!({"template": "slow", "runId": "slow-1", "callBackUri": s.receiver.url("/cb/slow")}))
+        .await;
+    s.start_run(json!({"template": "ghost", "runId": "ghost-1", "callBackUri": s.receiver.url("/cb/ghost")}))
+        .await;
+
+    let timed_out = s
+        .receiver
+        .wait_for("/cb/slow", Duration::from_secs(30))
+        .await
+        .expect("timeout callback");
+    assert_eq!(timed_out.body["Error"]["ErrorCode"], "RunTimedOut");
+    assert_eq!(timed_out.body["Output"]["status"], "TimedOut");
+    let group = slow["containerGroup"].as_str().unwrap();
+    assert_eq!(s.group_requests("POST", &format!("{group}/stop")).await, 1);
+    assert_eq!(
+        s.group_requests("DELETE", group).await,
+        1,
+        "a timed-out group is deleted"
+    );
+
+    let ghost = s
+        .receiver
+        .wait_for("/cb/ghost", Duration::from_secs(30))
+        .await
+        .expect("stuck start callback");
+    assert_eq!(ghost.body["Error"]["ErrorCode"], "ImagePullFailed");
+    let message = ghost.body["Error"]["Message"].as_str().unwrap();
+    assert!(
+        message.contains("Failed to pull image")
+            && message.contains("contoso.azurecr.io/jobs/ghost:1.0"),
+        "Azure's own event text: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_refused_with_500_is_retried_until_acknowledged_once() {
+    let s = setup(json!({})).await;
+    s.receiver.answer_next_with(&[500, 500, 503]);
+    s.start_run(json!({"template": "sleeper", "runId": "retry-1", "parameters": {"seconds": "1"}, "callBackUri": s.receiver.url("/cb/retry")}))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while s.receiver.acknowledged("/cb/retry").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            s.receiver.received()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.receiver.received().len(),
+        4,
+        "three refusals, then one acknowledged"
+    );
+    // Later sweeps (the timer's too) never send an acknowledged callback again.
+    let fired = s
+        .host
+        .fire_timer("Reconcile", TimerFire::default())
+        .await
+        .unwrap();
+    assert!(fired.succeeded, "{:?}", fired.logs);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.receiver.acknowledged("/cb/retry").len(), 1);
+}
+
+#[tokio::test]
+async fn a_run_survives_the_service_being_killed_and_restarted() {
+    let mut s = setup(json!({})).await;
+    s.start_run(json!({"template": "sleeper", "runId": "restart-1", "parameters": {"seconds": "2"}, "callBackUri": s.receiver.url("/cb/restart")}))
+        .await;
+    // Killed straight after answering: nothing but the Blob state and the group remain.
+    s.host = start_host(&s.azure, &s.azurite, &s.dir).await;
+    let callback = s
+        .receiver
+        .wait_for("/cb/restart", Duration::from_secs(30))
+        .await
+        .expect("callback from the restarted service");
+    assert_eq!(callback.body["StatusCode"], "200", "{}", callback.body);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn arm_throttling_during_reconcile_delays_but_never_loses_a_run() {
+    let s = setup(json!({})).await;
+    // Every read of a container group is throttled for a while (ARM's 429 with Retry-After).
+    s.azure
+        .fault(json!({"match": {"service": "arm", "method": "GET", "path": "/containerGroups/cb-storm"}, "action": {"status": 429, "retryAfter": 1, "code": "TooManyRequests", "message": "Too many requests."}, "times": 12}))
+        .await;
+    for i in 1..=3 {
+        s.start_run(json!({"template": "sleeper", "runId": format!("storm-{i}"), "parameters": {"seconds": "1"}, "callBackUri": s.receiver.url(&format!("/cb/storm-{i}"))}))
+            .await;
+    }
+    for i in 1..=3 {
+        let callback = s
+            .receiver
+            .wait_for(&format!("/cb/storm-{i}"), Duration::from_secs(60))
+            .await
+            .expect("callback after the storm");
+        assert_eq!(callback.body["StatusCode"], "200", "{}", callback.body);
+    }
+    let throttled: Vec<Value> = s
+        .azure
+        .requests("service=arm&method=GET&path=/containerGroups/cb-storm")
+        .await
+        .into_iter()
+        .filter(|r| r["status"] == 429)
+        .collect();
+    assert_eq!(throttled.len(), 12, "the storm was met");
+    assert_eq!(s.receiver.received().len(), 3);
+}
+
+#[tokio::test]
+async fn orphaned_groups_of_this_deployment_are_deleted_and_others_left_alone() {
+    let s = setup(json!({})).await;
+    let run = s
+        .start_run(
+            json!({"template": "sleeper", "runId": "owned-1", "parameters": {"seconds": "30"}}),
+        )
+        .await;
+    let path = |name: &str| {
+        format!(
+            "/subscriptions/{SUBSCRIPTION}/resourceGroups/jobs/providers/Microsoft.ContainerInstance/containerGroups/{name}"
+        )
+    };
+    let (_, owned) = s
+        .azure
+        .arm(
+            Method::GET,
+            &path(run["containerGroup"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let owner = owned["tags"]["computebridge-owner"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let group = |run_id: &str, owner: &str| {
+        json!({"location": "westeurope", "tags": {"computebridge-run": run_id, "computebridge-owner": owner},
+               "properties": {"osType": "Linux", "restartPolicy": "Never", "containers": [{"name": "job",
+               "properties": {"image": "alpine", "command": ["sleep", "60"], "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.5}}}}]}})
+    };
+    for (name, body) in [
+        ("cb-crashed-start", group("crashed-start", &owner)),
+        ("other-deployment", group("theirs", "0123456789abcdef")),
+    ] {
+        let (status, answer) = s.azure.arm(Method::PUT, &path(name), Some(body)).await;
+        assert!(status == 200 || status == 201, "{answer}");
+    }
+    let fired = s
+        .host
+        .fire_timer("Reconcile", TimerFire::default())
+        .await
+        .unwrap();
+    assert!(
+        fired
+            .logs
+            .iter()
+            .any(|l| l.contains("orphaned group cb-crashed-start")),
+        "{:?}",
+        fired.logs
+    );
+    assert_eq!(s.group_requests("DELETE", "cb-crashed-start").await, 1);
+    assert_eq!(s.group_requests("DELETE", "other-deployment").await, 0);
+    let owned_group = run["containerGroup"].as_str().unwrap();
+    assert_eq!(
+        s.group_requests("DELETE", owned_group).await,
+        0,
+        "a live run keeps its group"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_reconciling_the_same_runs_call_back_once_each() {
+    let s = setup(json!({})).await;
+    let second = start_host(&s.azure, &s.azurite, &s.dir).await;
+    for i in 1..=4 {
+        let host = if i % 2 == 0 { &s.host } else { &second };
+        let (status, answer) = host
+            .api(Method::POST, "/api/runs", Some(json!({"template": "sleeper", "runId": format!("pair-{i}"), "parameters": {"seconds": "1"}, "callBackUri": s.receiver.url(&format!("/cb/pair-{i}"))})))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    // Both instances' workers and timers sweep the same runs at once.
+    for _ in 0..5 {
+        let (a, b) = tokio::join!(
+            s.host.fire_timer("Reconcile", TimerFire::default()),
+            second.fire_timer("Reconcile", TimerFire::default())
+        );
+        assert!(a.unwrap().succeeded && b.unwrap().succeeded);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for i in 1..=4 {
+        s.receiver
+            .wait_for(&format!("/cb/pair-{i}"), Duration::from_secs(30))
+            .await
+            .expect("callback");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut paths: Vec<String> = s.receiver.received().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/cb/pair-1", "/cb/pair-2", "/cb/pair-3", "/cb/pair-4"]
+    );
 }

@@ -119,7 +119,7 @@ async fn fires_timers_on_a_seconds_schedule() {
     let logged = service
         .output()
         .wait_for(
-            "Reconcile: no pool operation or callback is pending",
+            "Reconcile: no run, pool operation or callback is pending",
             Duration::from_secs(5),
         )
         .await;

@@ -110,10 +110,43 @@ impl Azure {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{separator}api-version=2024-07-01.20.0");
+        self.call_as_identity(method, "https://batch.core.windows.net/", host, &path, body)
+            .await
+    }
+
+    /// Calls ARM directly (ACI's api-version), as a deployment tool would: test setup such as a
+    /// group made outside the service.
+    pub async fn arm(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let path = format!("{path}?api-version=2023-05-01");
+        self.call_as_identity(
+            method,
+            "https://management.azure.com/",
+            "management.azure.com",
+            &path,
+            body,
+        )
+        .await
+    }
+
+    async fn call_as_identity(
+        &self,
+        method: reqwest::Method,
+        resource: &str,
+        host: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let token: Value = self
             .client
             .get(format!(
-                "{}/msi/token?api-version=2019-08-01&resource=https://batch.core.windows.net/",
+                "{}/msi/token?api-version=2019-08-01&resource={resource}",
                 self.url()
             ))
             .header("X-IDENTITY-HEADER", "local-dev")
@@ -123,13 +156,9 @@ impl Azure {
             .json()
             .await
             .unwrap();
-        let separator = if path.contains('?') { '&' } else { '?' };
         let mut request = self
             .client
-            .request(
-                method,
-                format!("{}{path}{separator}api-version=2024-07-01.20.0", self.url()),
-            )
+            .request(method, format!("{}{path}", self.url()))
             .header("host", host)
             .bearer_auth(token["access_token"].as_str().unwrap());
         if let Some(body) = body {

@@ -112,6 +112,7 @@ pub struct FunctionsHost {
     settings: BTreeMap<String, String>,
     process: Option<Process>,
     timer_locks: HashMap<String, Arc<Mutex<()>>>,
+    public_url_is_handler: bool,
     _workdir: Option<TempDir>,
 }
 
@@ -119,6 +120,7 @@ pub struct FunctionsHost {
 pub struct HostBuilder {
     settings: BTreeMap<String, String>,
     keys: Keys,
+    public_url_is_handler: bool,
 }
 
 impl HostBuilder {
@@ -128,10 +130,19 @@ impl HostBuilder {
         self
     }
 
+    /// Sets `COMPUTEBRIDGE_PUBLIC_URL` to the handler's own address once its port is chosen: in
+    /// Azure the app's public address reaches the handler through the host; here jobs (local
+    /// processes in the emulator) call the handler directly.
+    pub fn public_url_is_handler(mut self) -> Self {
+        self.public_url_is_handler = true;
+        self
+    }
+
     pub async fn start(self) -> FunctionsHost {
         let workdir = TempDir::new("host");
         let app = FunctionApp::package_repository(&workdir.0.join("app"));
         let mut host = FunctionsHost::new(app, self.keys, self.settings);
+        host.public_url_is_handler = self.public_url_is_handler;
         host._workdir = Some(workdir);
         host.spawn().await.unwrap_or_else(|e| panic!("{e}"));
         host
@@ -147,6 +158,7 @@ impl FunctionsHost {
                 ("RECONCILE_SCHEDULE".into(), "0 * * * * *".into()),
             ]),
             keys: Keys::default(),
+            public_url_is_handler: false,
         }
     }
 
@@ -181,6 +193,7 @@ impl FunctionsHost {
             settings,
             process: None,
             timer_locks,
+            public_url_is_handler: false,
             _workdir: None,
         }
     }
@@ -203,6 +216,12 @@ impl FunctionsHost {
             ),
         ] {
             env.insert(name.into(), value);
+        }
+        if self.public_url_is_handler {
+            env.insert(
+                "COMPUTEBRIDGE_PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{}", self.port),
+            );
         }
         let working_directory = self.app.root.join(&self.app.host.working_directory);
         let executable = working_directory.join(&self.app.host.executable);
