@@ -25,8 +25,9 @@ struct Setup {
 }
 
 /// Templates every test can use: `hello` (greets, may fail by exit code, posts output when it has
-/// an output URL), `sleeper` (runs `seconds`), `slow` (2 s timeout) and `ghost` (an image nobody
-/// can pull, 2 s start limit).
+/// an output URL), `sleeper` (runs `seconds`), `slow` (2 s timeout), `fixed` (runs in the fixed
+/// group `etl-fixed`), `adhoc` (images from one registry path) and `ghost` (an image nobody can
+/// pull, 2 s start limit).
 const TEMPLATES: &str = r#"
 [templates.hello]
 resource_group = "jobs"
@@ -55,6 +56,21 @@ location = "westeurope"
 image = "alpine"
 command = ["sh", "-c", "sleep 60"]
 timeout_seconds = 2
+
+[templates.fixed]
+resource_group = "jobs"
+location = "westeurope"
+container_group = "etl-fixed"
+command = ["sh", "-c", "echo fixed run {n}; sleep 2"]
+[templates.fixed.parameters]
+n = { kind = "digits", default = "1" }
+
+[templates.adhoc]
+resource_group = "jobs"
+location = "westeurope"
+image = "alpine"
+allowed_images = ["contoso.azurecr.io/jobs/"]
+start_timeout_seconds = 60
 
 [templates.ghost]
 resource_group = "jobs"
@@ -263,6 +279,18 @@ async fn bad_runs_are_refused_before_azure_is_touched() {
         (
             json!({"template": "hello", "image": "evil"}),
             "ImageNotAllowed",
+        ),
+        (
+            json!({"template": "adhoc", "image": "contoso.azurecr.io/other/x:1"}),
+            "ImageNotAllowed",
+        ),
+        (
+            json!({"template": "adhoc", "image": "docker.io/contoso.azurecr.io/jobs/x"}),
+            "ImageNotAllowed",
+        ),
+        (
+            json!({"template": "hello", "mode": "sometimes"}),
+            "InvalidMode",
         ),
     ];
     for (body, code) in cases {
@@ -623,5 +651,92 @@ async fn two_instances_reconciling_the_same_runs_call_back_once_each() {
     assert_eq!(
         paths,
         ["/cb/pair-1", "/cb/pair-2", "/cb/pair-3", "/cb/pair-4"]
+    );
+}
+
+#[tokio::test]
+async fn a_fixed_group_runs_one_job_at_a_time_and_is_kept() {
+    let s = setup(json!({})).await;
+    let path = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/jobs/providers/Microsoft.ContainerInstance/containerGroups/etl-fixed"
+    );
+    let (status, answer) = s
+        .azure
+        .arm(Method::PUT, &path, Some(json!({"location": "westeurope", "properties": {"osType": "Linux", "restartPolicy": "Never",
+            "containers": [{"name": "etl", "properties": {"image": "alpine", "command": ["true"], "resources": {"requests": {"cpu": 1.0, "memoryInGB": 1.0}}}}]}})))
+        .await;
+    assert!(status == 200 || status == 201, "{answer}");
+    // Infrastructure made it and its first container ran to the end before any job is started.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, group) = s.azure.arm(Method::GET, &path, None).await;
+        let container = &group["properties"]["containers"][0]["properties"]["instanceView"];
+        if container["currentState"]["state"] == "Terminated" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{group}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    s.start_run(json!({"template": "fixed", "runId": "fixed-1", "parameters": {"n": "1"}, "callBackUri": s.receiver.url("/cb/fixed-1")}))
+        .await;
+    let (status, busy) = s
+        .host
+        .api(
+            Method::POST,
+            "/api/runs",
+            Some(json!({"template": "fixed", "runId": "fixed-2"})),
+        )
+        .await;
+    assert_eq!(
+        (status, busy["error"]["code"].as_str()),
+        (409, Some("ContainerGroupBusy")),
+        "{busy}"
+    );
+    let callback = s
+        .receiver
+        .wait_for("/cb/fixed-1", Duration::from_secs(30))
+        .await
+        .expect("fixed run callback");
+    assert_eq!(callback.body["StatusCode"], "200", "{}", callback.body);
+    assert!(
+        callback.body["Output"]["logTail"]
+            .as_str()
+            .unwrap()
+            .contains("fixed run 1")
+    );
+    assert_eq!(
+        s.group_requests("DELETE", "etl-fixed").await,
+        0,
+        "a fixed group is never deleted"
+    );
+
+    // Free again: the next run updates the same group with its own command.
+    s.start_run(json!({"template": "fixed", "runId": "fixed-3", "parameters": {"n": "3"}, "callBackUri": s.receiver.url("/cb/fixed-3")}))
+        .await;
+    let callback = s
+        .receiver
+        .wait_for("/cb/fixed-3", Duration::from_secs(30))
+        .await
+        .expect("second fixed run callback");
+    assert!(
+        callback.body["Output"]["logTail"]
+            .as_str()
+            .unwrap()
+            .contains("fixed run 3")
+    );
+
+    // An ad-hoc image from the allowed registry path is what the group runs.
+    let adhoc = s
+        .start_run(json!({"template": "adhoc", "runId": "adhoc-1", "image": "contoso.azurecr.io/jobs/etl:2.1"}))
+        .await;
+    let group_path = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/jobs/providers/Microsoft.ContainerInstance/containerGroups/{}",
+        adhoc["containerGroup"].as_str().unwrap()
+    );
+    let (_, group) = s.azure.arm(Method::GET, &group_path, None).await;
+    assert_eq!(
+        group["properties"]["containers"][0]["properties"]["image"],
+        "contoso.azurecr.io/jobs/etl:2.1"
     );
 }
