@@ -82,6 +82,10 @@ pub async fn start_emulator(config: &mut Config) -> Result<Running, String> {
     }];
     config.azure.subscription_id = Some(SUBSCRIPTION.into());
     config.templates = hello_template(config.azure.cloud)?;
+    // Jobs post their output straight to this process.
+    config
+        .public_url
+        .get_or_insert_with(|| format!("http://127.0.0.1:{}", config.port));
     // A fresh folder per run, unless one was named: dev never writes to a real storage account.
     if std::env::var_os(env::STATE_DIR).is_none() {
         config.state = StateLocation::Folder(
@@ -100,7 +104,7 @@ fn hello_template(cloud: crate::azure::cloud::Cloud) -> Result<Vec<JobTemplate>,
 resource_group = "computebridge-dev"
 location = "westeurope"
 image = "alpine"
-command = ["sh", "-c", "echo \"hello, {{name}}\"; test -n \"$GREETING\" && echo secure value received; sleep 2"]
+command = ["sh", "-c", '''echo "hello, {{name}}"; test -n "$GREETING" && echo secure value received; sleep 2; if command -v curl >/dev/null; then curl -s -X POST -d '{{"greeting": "hello, {{name}}"}}' "$COMPUTEBRIDGE_OUTPUT_URL"; fi''']
 secure_env = {{ GREETING = "@Microsoft.KeyVault(VaultName={VAULT};SecretName=hello-greeting)" }}
 timeout_minutes = 10
 [hello.parameters]

@@ -51,6 +51,7 @@ pub async fn accept(
             "output must be a JSON object",
         ));
     }
+    let mut first = false;
     let run = runs::update(&state.store, run_id, |run| {
         if run.settled {
             return Err(ApiError::conflict(
@@ -61,11 +62,15 @@ pub async fn accept(
                 ),
             ));
         }
+        first = run.output.is_none();
         run.output = Some(output.clone());
         Ok(true)
     })
     .await?;
-    tokio::spawn(watch(state.clone(), run.run_id.clone()));
+    // One watch per run: a job that posts again only replaces its output.
+    if first {
+        tokio::spawn(watch(state.clone(), run.run_id.clone()));
+    }
     Ok(json!({"runId": run.run_id, "status": run.status, "outputBytes": body.len()}))
 }
 
