@@ -79,18 +79,10 @@ async fn watch(state: AppState, run_id: String) {
     let deadline = tokio::time::Instant::now() + WATCH_FOR;
     while tokio::time::Instant::now() < deadline {
         match runs::reconcile::check_run(&state, &run_id).await {
-            Ok(None) => return,
-            Ok(Some(status)) if status.is_final() && is_settled(&state, &run_id).await => return,
-            Ok(Some(_)) => {}
+            Ok(true) => return,
+            Ok(false) => {}
             Err(e) => tracing::warn!(run = %run_id, error = %e, "cannot check a finishing run"),
         }
         tokio::time::sleep(WATCH_EVERY).await;
     }
-}
-
-async fn is_settled(state: &AppState, run_id: &str) -> bool {
-    matches!(
-        state.store.get::<runs::Run>(&runs::key(run_id)).await,
-        Ok(Some(run)) if run.value.settled
-    )
 }

@@ -71,17 +71,18 @@ pub async fn sweep(state: &AppState, scope: Scope) -> Result<Vec<String>, StoreE
     Ok(lines)
 }
 
-/// Checks one run now (the job's output call uses this to notice completion at once).
-pub async fn check_run(state: &AppState, run_id: &str) -> Result<Option<RunStatus>, StoreError> {
+/// Checks one run now (the job's output call uses this to notice completion at once); `true`
+/// once the run is settled or gone, when watching it further is pointless.
+pub async fn check_run(state: &AppState, run_id: &str) -> Result<bool, StoreError> {
     let Some(aci) = &state.aci else {
-        return Ok(None);
+        return Ok(true);
     };
     check(state, aci, run_id).await?;
     Ok(state
         .store
         .get::<Run>(&runs::key(run_id))
         .await?
-        .map(|run| run.value.status))
+        .is_none_or(|run| run.value.settled))
 }
 
 async fn check(state: &AppState, aci: &AciClient, run_id: &str) -> Result<Step, StoreError> {
@@ -98,13 +99,17 @@ async fn check(state: &AppState, aci: &AciClient, run_id: &str) -> Result<Step, 
     advance(state, aci, current).await
 }
 
-fn throttled(run: &Run, error: &AzureError) -> Option<Step> {
-    (error.status == Some(429)).then(|| {
+/// What a failed ARM call means for the sweep: stop at a 429 (ARM is throttling), otherwise
+/// report `what` failed and retry at the next check.
+fn failed_call(run: &Run, error: &AzureError, what: &str) -> Step {
+    if error.status == Some(429) {
         Step::Throttled(format!(
             "run {}: ARM is throttling ({}); the sweep resumes at the next pass",
             run.run_id, error.message
         ))
-    })
+    } else {
+        Step::Moved(format!("run {}: {what} ({error}); will retry", run.run_id))
+    }
 }
 
 async fn advance(
@@ -121,12 +126,7 @@ async fn advance(
         {
             Ok(group) => group,
             Err(e) => {
-                return Ok(throttled(&run, &e).unwrap_or_else(|| {
-                    Step::Moved(format!(
-                        "run {}: cannot read its group ({e}); will retry",
-                        run.run_id
-                    ))
-                }));
+                return Ok(failed_call(&run, &e, "cannot read its group"));
             }
         };
         let view = group.as_ref().map(GroupView::from_json);
@@ -140,12 +140,11 @@ async fn advance(
                 .stop_group(&run.resource_group, &run.container_group)
                 .await
             {
-                return Ok(throttled(&run, &e).unwrap_or_else(|| {
-                    Step::Moved(format!(
-                        "run {}: past its limit but cannot be stopped ({e}); will retry",
-                        run.run_id
-                    ))
-                }));
+                return Ok(failed_call(
+                    &run,
+                    &e,
+                    "past its limit but cannot be stopped",
+                ));
             }
             run.finished_at = Some(now);
             if stuck {
@@ -227,11 +226,8 @@ async fn settle(
                 .delete_group(&run.resource_group, &run.container_group)
                 .await
             {
-                return Ok(throttled(&run, &e).unwrap_or_else(|| {
-                    Step::Moved(format!(
-                        "{outcome}, but its group could not be deleted ({e}); will retry"
-                    ))
-                }));
+                let what = format!("{:?}, but its group could not be deleted", run.status);
+                return Ok(failed_call(&run, &e, &what));
             }
             run.group_deleted = true;
         } else {
@@ -265,7 +261,7 @@ async fn retire(
             .delete_group(&run.resource_group, &run.container_group)
             .await
         {
-            return Ok(throttled(&run, &e).unwrap_or(Step::Quiet));
+            return Ok(failed_call(&run, &e, "its kept group could not be deleted"));
         }
         run.group_deleted = true;
         if !save(state, &run, current.etag).await? {

@@ -124,6 +124,22 @@ async fn start_host(azure: &Azure, azurite: &Azurite, dir: &TempDir) -> Function
     builder.start().await
 }
 
+/// Polls `check` every 100 ms until it holds; fails naming `what` after `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Setup {
     async fn start_run(&self, body: Value) -> Value {
         let (status, answer) = self.host.api(Method::POST, "/api/runs", Some(body)).await;
@@ -424,14 +440,12 @@ async fn poll_mode_logs_and_cancel() {
     assert_eq!(ended.json()["status"], "Cancelled");
     let group = cancelled["containerGroup"].as_str().unwrap();
     assert_eq!(s.group_requests("POST", &format!("{group}/stop")).await, 1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.group_requests("DELETE", group).await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "cancelled group not deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "cancelled group deleted",
+        || async { s.group_requests("DELETE", group).await > 0 },
+    )
+    .await;
     let (status, again) = s
         .host
         .api(Method::POST, "/api/runs/poll-1/cancel", None)
@@ -487,15 +501,10 @@ async fn a_callback_refused_with_500_is_retried_until_acknowledged_once() {
     s.receiver.answer_next_with(&[500, 500, 503]);
     s.start_run(json!({"template": "sleeper", "runId": "retry-1", "parameters": {"seconds": "1"}, "callBackUri": s.receiver.url("/cb/retry")}))
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while s.receiver.acknowledged("/cb/retry").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            s.receiver.received()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(40), "callback acknowledged", || async {
+        !s.receiver.acknowledged("/cb/retry").is_empty()
+    })
+    .await;
     assert_eq!(
         s.receiver.received().len(),
         4,
@@ -508,7 +517,6 @@ async fn a_callback_refused_with_500_is_retried_until_acknowledged_once() {
         .await
         .unwrap();
     assert!(fired.succeeded, "{:?}", fired.logs);
-    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(s.receiver.acknowledged("/cb/retry").len(), 1);
 }
 
@@ -518,6 +526,8 @@ async fn a_run_survives_the_service_being_killed_and_restarted() {
     s.start_run(json!({"template": "sleeper", "runId": "restart-1", "parameters": {"seconds": "2"}, "callBackUri": s.receiver.url("/cb/restart")}))
         .await;
     // Killed straight after answering: nothing but the Blob state and the group remain.
+    s.host.kill().await;
+    assert!(s.receiver.received().is_empty(), "the job runs for 2 s");
     s.host = start_host(&s.azure, &s.azurite, &s.dir).await;
     let callback = s
         .receiver
@@ -525,7 +535,13 @@ async fn a_run_survives_the_service_being_killed_and_restarted() {
         .await
         .expect("callback from the restarted service");
     assert_eq!(callback.body["StatusCode"], "200", "{}", callback.body);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A full sweep after delivery finds nothing left to send.
+    let fired = s
+        .host
+        .fire_timer("Reconcile", TimerFire::default())
+        .await
+        .unwrap();
+    assert!(fired.succeeded, "{:?}", fired.logs);
     assert_eq!(s.receiver.received().len(), 1);
 }
 
@@ -645,7 +661,12 @@ async fn two_instances_reconciling_the_same_runs_call_back_once_each() {
             .await
             .expect("callback");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One more full sweep on each instance after delivery: nothing is sent again.
+    let (a, b) = tokio::join!(
+        s.host.fire_timer("Reconcile", TimerFire::default()),
+        second.fire_timer("Reconcile", TimerFire::default())
+    );
+    assert!(a.unwrap().succeeded && b.unwrap().succeeded);
     let mut paths: Vec<String> = s.receiver.received().into_iter().map(|r| r.path).collect();
     paths.sort();
     assert_eq!(

@@ -262,6 +262,13 @@ impl FunctionsHost {
         Ok(())
     }
 
+    /// Kills the handler at once (SIGKILL: no graceful shutdown), as a crashed or recycled worker.
+    pub async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.child.kill().await;
+        }
+    }
+
     /// Everything the handler wrote to stdout and stderr.
     pub fn handler_output(&self) -> Lines {
         self.process
