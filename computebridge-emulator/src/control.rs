@@ -144,11 +144,23 @@ pub fn handle(state: &Shared, request: &Incoming) -> Response {
             let matches = |value: &str, filter: Option<&str>| {
                 filter.is_none_or(|f| value.to_ascii_lowercase().contains(&f.to_ascii_lowercase()))
             };
+            let since = match request.query("since").map(str::parse::<u64>) {
+                None => 0,
+                Some(Ok(seq)) => seq,
+                Some(Err(_)) => {
+                    return fail(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidQuery",
+                        "since must be a request sequence number",
+                    );
+                }
+            };
             let entries: Vec<_> = log
                 .entries()
                 .iter()
                 .filter(|e| {
-                    matches(e.service, request.query("service"))
+                    e.seq > since
+                        && matches(e.service, request.query("service"))
                         && matches(&e.method, request.query("method"))
                         && matches(&e.host, request.query("host"))
                         && matches(&e.path, request.query("path"))
@@ -157,7 +169,7 @@ pub fn handle(state: &Shared, request: &Incoming) -> Response {
             http::json(
                 StatusCode::OK,
                 JSON,
-                &json!({"count": entries.len(), "requests": entries}),
+                &json!({"count": entries.len(), "last": log.last(), "requests": entries}),
             )
         }
         (Method::DELETE, ["requests"]) => {

@@ -34,6 +34,11 @@ impl RequestLog {
         &self.entries
     }
 
+    /// The sequence number of the latest request (0 before the first); `since=` takes it.
+    pub fn last(&self) -> u64 {
+        self.next
+    }
+
     pub fn clear(&mut self) {
         self.entries.clear();
     }

@@ -27,6 +27,9 @@ pub struct Options {
     pub clock_speed: f64,
     /// Simulated time at start; the real time when unset.
     pub start_time: Option<OffsetDateTime>,
+    /// ARM's per-subscription request limits (on by default). Benchmarks turn them off to
+    /// measure a caller's own overhead rather than ARM's budget.
+    pub arm_throttling: bool,
     pub timings: Timings,
 }
 
@@ -54,6 +57,7 @@ impl Default for Options {
             token_lifetime_seconds: 3600,
             clock_speed: 1.0,
             start_time: None,
+            arm_throttling: true,
             timings: Timings::default(),
         }
     }

@@ -86,6 +86,11 @@ impl Bucket {
         }
     }
 
+    /// A full bucket's tokens: the remaining count answered when throttling is off.
+    pub fn size(self) -> u32 {
+        self.size_and_refill().0 as u32
+    }
+
     fn size_and_refill(self) -> (f64, f64) {
         match self {
             Bucket::Reads => (250.0, 25.0),

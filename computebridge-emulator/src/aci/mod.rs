@@ -139,13 +139,17 @@ pub fn handle(state: &Shared, request: &Incoming) -> Response {
         _ => String::new(),
     };
     let bucket = Bucket::of(&request.method);
-    let remaining = match state
-        .aci
-        .lock()
-        .unwrap()
-        .throttle
-        .take(&subscription, bucket)
-    {
+    let taken = if state.options.arm_throttling {
+        state
+            .aci
+            .lock()
+            .unwrap()
+            .throttle
+            .take(&subscription, bucket)
+    } else {
+        Ok(bucket.size())
+    };
+    let remaining = match taken {
         Ok(remaining) => remaining,
         Err(retry_after) => return arm::throttled(bucket, retry_after),
     };

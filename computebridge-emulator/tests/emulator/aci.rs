@@ -41,7 +41,10 @@ struct Arm {
 
 impl Arm {
     async fn start(speed: f64) -> Arm {
-        let emu = Emu::start(speed).await;
+        Arm::on(Emu::start(speed).await).await
+    }
+
+    async fn on(emu: Emu) -> Arm {
         emu.seed(json!({"resourceGroups": [{"subscription": SUB, "name": RG}]}))
             .await;
         let token = emu.token("https://management.azure.com/").await;
@@ -588,4 +591,39 @@ async fn bad_requests_quota_and_throttling() {
             .unwrap()
             >= 1
     );
+}
+
+#[tokio::test]
+async fn throttling_can_be_turned_off_for_benchmarks() {
+    let arm = Arm::on(
+        Emu::start_with(computebridge_emulator::Options {
+            arm_throttling: false,
+            ..Default::default()
+        })
+        .await,
+    )
+    .await;
+    let created = arm
+        .call(
+            Method::PUT,
+            &group_path("many"),
+            Some(group_body("alpine", &["sleep", "30"], "Never")),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    for _ in 0..260 {
+        let reply = arm
+            .call(
+                Method::PATCH,
+                &group_path("many"),
+                Some(json!({"tags": {"n": "1"}})),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "no write bucket: {:?}", reply.body);
+        assert_eq!(
+            reply.header("x-ms-ratelimit-remaining-subscription-writes"),
+            Some("200")
+        );
+    }
+    arm.call(Method::DELETE, &group_path("many"), None).await;
 }

@@ -73,6 +73,20 @@ async fn faults_fail_delay_or_drop_matching_requests_a_number_of_times() {
         .control(Method::GET, "/requests?service=keyvault&method=GET", None)
         .await;
     let entries = log.body["requests"].as_array().unwrap();
+    let last = log.body["last"].as_u64().unwrap();
+    assert_eq!(entries.last().unwrap()["seq"], last);
+    get().await;
+    let since = emu
+        .control(Method::GET, &format!("/requests?since={last}"), None)
+        .await;
+    assert_eq!(since.body["count"], 1, "only the request after `last`");
+    assert_eq!(since.body["requests"][0]["seq"], last + 1);
+    assert_eq!(
+        emu.control(Method::GET, "/requests?since=soon", None)
+            .await
+            .status,
+        400
+    );
     assert_eq!(
         entries
             .iter()

@@ -35,10 +35,14 @@ impl Reply {
 impl Emu {
     /// An emulator whose clock runs `speed` times faster than real time.
     pub async fn start(speed: f64) -> Emu {
-        let options = Options {
+        Emu::start_with(Options {
             clock_speed: speed,
             ..Options::default()
-        };
+        })
+        .await
+    }
+
+    pub async fn start_with(options: Options) -> Emu {
         let running = computebridge_emulator::start(([127, 0, 0, 1], 0).into(), options)
             .await
             .unwrap();
