@@ -2,7 +2,8 @@
 //! activity's `outputs.json`. The per-run token (in the output URL the container receives as a
 //! secure value) is the only credential; the body, a JSON object of at most [`MAX_BYTES`], is
 //! stored with the run and returned as `output`. The call also says the job is finishing, so the
-//! run's group is watched every second for a while instead of at the next sweep.
+//! run's group is watched closely for a while (first after 0.1 s, then less often, at least once a
+//! second) instead of at the next sweep.
 
 use std::time::Duration;
 
@@ -14,9 +15,11 @@ use crate::secret::Secret;
 use crate::state::AppState;
 
 pub const MAX_BYTES: usize = 2 * 1024 * 1024;
-/// How long, and how often, the group is read after the job said it is finishing.
+/// How long the group is read after the job said it is finishing, and how often at most.
 const WATCH_FOR: Duration = Duration::from_secs(60);
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// The first pause: jobs usually exit right after posting their output.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
 
 pub async fn accept(
     state: &AppState,
@@ -74,15 +77,35 @@ pub async fn accept(
     Ok(json!({"runId": run.run_id, "status": run.status, "outputBytes": body.len()}))
 }
 
-/// Reads the run's group every second until the run settles or [`WATCH_FOR`] passes.
+/// Reads the run's group at once, then after pauses doubling from [`FIRST_PAUSE`] to
+/// [`WATCH_EVERY`], until the run settles or [`WATCH_FOR`] passes.
 async fn watch(state: AppState, run_id: String) {
     let deadline = tokio::time::Instant::now() + WATCH_FOR;
+    let mut checks = 0;
     while tokio::time::Instant::now() < deadline {
         match runs::reconcile::check_run(&state, &run_id).await {
             Ok(true) => return,
             Ok(false) => {}
             Err(e) => tracing::warn!(run = %run_id, error = %e, "cannot check a finishing run"),
         }
-        tokio::time::sleep(WATCH_EVERY).await;
+        tokio::time::sleep(watch_pause(checks)).await;
+        checks += 1;
+    }
+}
+
+/// The pause after the `checks`-th read: 0.1, 0.2, 0.4, 0.8 s, then every second.
+fn watch_pause(checks: u32) -> Duration {
+    (FIRST_PAUSE * 2u32.saturating_pow(checks)).min(WATCH_EVERY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finishing_run_is_read_soon_then_every_second() {
+        let pauses: Vec<u128> = (0..7).map(|n| watch_pause(n).as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(watch_pause(u32::MAX), WATCH_EVERY);
     }
 }

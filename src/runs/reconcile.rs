@@ -21,6 +21,9 @@ use crate::state::AppState;
 use crate::store::{Condition, StoreError, Versioned};
 
 const LOG_TAIL_LINES: u32 = 50;
+/// How long a run may stay `Queued` without a group: its start is creating the group (ARM
+/// calls and their retries). Past this, the start was interrupted and the run fails.
+const START_GRACE: Duration = Duration::from_secs(300);
 /// Kept failed groups of runs whose template is gone from the configuration.
 const DEFAULT_KEEP_FAILED: Duration = Duration::from_secs(24 * 3600);
 
@@ -130,6 +133,11 @@ async fn advance(
             }
         };
         let view = group.as_ref().map(GroupView::from_json);
+        let age = (OffsetDateTime::now_utc() - run.created_at).unsigned_abs();
+        if view.is_none() && run.status == RunStatus::Queued && age < START_GRACE {
+            // Its start is still creating the group: judging now would fail a run that is fine.
+            return Ok(Step::Quiet);
+        }
         judge(&mut run, view.as_ref());
         let now = OffsetDateTime::now_utc();
         let stuck = !run.status.is_final()
@@ -302,13 +310,23 @@ fn fail_stuck_start(run: &mut Run, group: Option<&GroupView>) {
 /// Updates `run` from its group's state.
 fn judge(run: &mut Run, group: Option<&GroupView>) {
     let Some(group) = group else {
+        run.error = Some(if run.status == RunStatus::Queued {
+            RunError {
+                code: "StartInterrupted".into(),
+                message: format!(
+                    "the run's start stopped before container group {} was created",
+                    run.container_group
+                ),
+            }
+        } else {
+            RunError {
+                code: "ContainerGroupNotFound".into(),
+                message: format!("container group {} no longer exists", run.container_group),
+            }
+        });
         run.status = RunStatus::Failed;
         run.finished_at = Some(OffsetDateTime::now_utc());
         run.group_deleted = true;
-        run.error = Some(RunError {
-            code: "ContainerGroupNotFound".into(),
-            message: format!("container group {} no longer exists", run.container_group),
-        });
         return;
     };
     if group.started_at.is_some() {

@@ -266,11 +266,16 @@ pub async fn start(state: &AppState, request: StartRequest) -> Result<Started, A
     {
         Ok(()) => {
             run.status = RunStatus::Provisioning;
-            state
+            let run = match state
                 .store
                 .put(&runs::key(&run_id), &run, Condition::Matches(etag))
                 .await
-                .map_err(ApiError::internal)?;
+            {
+                Ok(_) => run,
+                // A sweep already read the new group and moved the run on: it is started.
+                Err(StoreError::Conflict) => runs::read(&state.store, &run_id).await?.value,
+                Err(e) => return Err(ApiError::internal(e)),
+            };
             state.wake_worker();
             Ok(Started { created: true, run })
         }

@@ -761,3 +761,38 @@ async fn a_fixed_group_runs_one_job_at_a_time_and_is_kept() {
         "contoso.azurecr.io/jobs/etl:2.1"
     );
 }
+
+#[tokio::test]
+async fn a_sweep_during_a_start_leaves_the_run_to_its_start() {
+    let s = setup(json!({})).await;
+    // ARM takes 1.5 s to create the group; the timer's sweep reads the run meanwhile.
+    s.azure
+        .fault(json!({"match": {"service": "arm", "method": "PUT"}, "action": {"delayMs": 1500}, "times": 1}))
+        .await;
+    let body =
+        json!({"template": "hello", "runId": "raced", "callBackUri": s.receiver.url("/cb/raced")});
+    let ((status, answer), fired) =
+        tokio::join!(s.host.api(Method::POST, "/api/runs", Some(body)), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            s.host
+                .fire_timer("Reconcile", TimerFire::default())
+                .await
+                .unwrap()
+        });
+    assert!(fired.succeeded, "{:?}", fired.logs);
+    assert_eq!(
+        (status, answer["created"].as_bool()),
+        (202, Some(true)),
+        "the start finishes as if no sweep had run: {answer}"
+    );
+    let callback = s
+        .receiver
+        .wait_for("/cb/raced", Duration::from_secs(20))
+        .await
+        .expect("the run's callback");
+    assert_eq!(
+        callback.body["Output"]["status"], "Succeeded",
+        "{}",
+        callback.body
+    );
+}
