@@ -144,6 +144,20 @@ pub fn active_key(run_id: &str) -> String {
     format!("{ACTIVE_PREFIX}{run_id}.json")
 }
 
+/// The active marker a start writes before its run: with the time, so a sweep can tell a start
+/// still between its two writes from one that stopped there.
+pub fn marker(now: OffsetDateTime) -> Value {
+    serde_json::json!({"created": now.unix_timestamp()})
+}
+
+/// Whether a marker found without its run was left by a start that stopped: older than `grace`
+/// (or written before markers carried a time), not one still writing its run.
+pub fn marker_abandoned(marker: &Value, now: OffsetDateTime, grace: std::time::Duration) -> bool {
+    marker["created"]
+        .as_i64()
+        .is_none_or(|created| now.unix_timestamp() - created >= grace.as_secs() as i64)
+}
+
 /// The run, or 404 `RunNotFound`.
 pub async fn read(
     store: &StateStore,
@@ -236,6 +250,23 @@ pub fn group_name(run_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_marker_without_its_run_is_a_start_in_progress() {
+        let grace = std::time::Duration::from_secs(300);
+        let now = OffsetDateTime::now_utc();
+        let written = marker(now - time::Duration::seconds(10));
+        assert!(!marker_abandoned(&written, now, grace));
+        assert!(marker_abandoned(
+            &written,
+            now + time::Duration::seconds(300),
+            grace
+        ));
+        assert!(
+            marker_abandoned(&serde_json::json!({}), now, grace),
+            "markers from before they carried a time"
+        );
+    }
 
     #[test]
     fn group_names_are_valid_and_distinct() {

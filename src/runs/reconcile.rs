@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::azure::aci::{AciClient, GroupView};
@@ -90,7 +91,13 @@ pub async fn check_run(state: &AppState, run_id: &str) -> Result<bool, StoreErro
 
 async fn check(state: &AppState, aci: &AciClient, run_id: &str) -> Result<Step, StoreError> {
     let Some(current) = state.store.get::<Run>(&runs::key(run_id)).await? else {
-        // A marker whose run was never written (its start stopped in between).
+        // A marker without its run: a start between its two writes, or one that stopped there.
+        let marker = state.store.get::<Value>(&runs::active_key(run_id)).await?;
+        if marker.is_some_and(|m| {
+            !runs::marker_abandoned(&m.value, OffsetDateTime::now_utc(), START_GRACE)
+        }) {
+            return Ok(Step::Quiet);
+        }
         runs::deactivate(&state.store, run_id).await?;
         return Ok(Step::Quiet);
     };

@@ -218,7 +218,11 @@ pub async fn start(state: &AppState, request: StartRequest) -> Result<Started, A
     // The marker first: a run the sweep cannot find must never exist.
     match state
         .store
-        .put(&runs::active_key(&run_id), &json!({}), Condition::New)
+        .put(
+            &runs::active_key(&run_id),
+            &runs::marker(now),
+            Condition::New,
+        )
         .await
     {
         Ok(_) | Err(StoreError::Conflict) => {}
