@@ -22,8 +22,9 @@ use crate::state::AppState;
 use crate::store::{Condition, StoreError, Versioned};
 
 const LOG_TAIL_LINES: u32 = 50;
-/// How long a run may stay `Queued` without a group: its start is creating the group (ARM
-/// calls and their retries). Past this, the start was interrupted and the run fails.
+/// How long a start may take from its first write to its group's creation (ARM calls and their
+/// retries): until then a `Queued` run without a group, or a marker without its run, is a start in
+/// progress; past it, the start was interrupted (the run fails, the marker goes).
 const START_GRACE: Duration = Duration::from_secs(300);
 /// Kept failed groups of runs whose template is gone from the configuration.
 const DEFAULT_KEEP_FAILED: Duration = Duration::from_secs(24 * 3600);
