@@ -39,21 +39,14 @@ pub async fn run(paths: &Paths, azurite: &Azurite, runs: usize) -> Result<Latenc
             started.push((template, run_id));
         }
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut latencies = Latencies {
         plain: Vec::new(),
         with_output: Vec::new(),
     };
     for (template, run_id) in started {
-        let callback = loop {
-            if let Some(callback) = receiver.first(&format!("/{run_id}")) {
-                break callback;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("no callback for {run_id}"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let callback = receiver
+            .wait_for(&format!("/{run_id}"), Duration::from_secs(120))
+            .await?;
         if callback.body["StatusCode"] != "200" {
             return Err(format!("{run_id} did not succeed: {}", callback.body));
         }

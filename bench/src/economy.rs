@@ -14,7 +14,7 @@ use crate::stack::{Emulator, Paths, Service, ServiceSettings, StateStore};
 /// A schedule that does not fire during a bench run, for instances whose timers the bench fires.
 pub const NEVER: &str = "0 0 0 1 1 *";
 /// How long after a timer sweep the steady read rate is measured.
-const STEADY_WINDOW: Duration = Duration::from_secs(30);
+pub const STEADY_WINDOW: Duration = Duration::from_secs(30);
 
 /// ARM requests for one run's container group, by kind.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -109,9 +109,7 @@ pub async fn per_run(paths: &Paths, durations: &[u64]) -> Result<PerRun, String>
     let mut runs = Vec::new();
     for (seconds, run_id, group, sent) in started {
         let limit = Duration::from_secs(seconds + 240);
-        let callback = wait_for(limit, || receiver.first(&format!("/{run_id}")))
-            .await
-            .ok_or_else(|| format!("no callback for {run_id} within {limit:?}"))?;
+        let callback = receiver.wait_for(&format!("/{run_id}"), limit).await?;
         let exited = exit_time(&callback.body)
             .ok_or_else(|| format!("{run_id}: no exit time in the log tail: {}", callback.body))?;
         // Cleanup follows the callback; wait until the group's DELETE is in the log.
@@ -162,19 +160,6 @@ pub fn exit_time(callback: &Value) -> Option<SystemTime> {
         .find_map(|l| l.trim().strip_prefix("exited-at "))?;
     let seconds: f64 = line.trim().parse().ok()?;
     Some(UNIX_EPOCH + Duration::from_secs_f64(seconds))
-}
-
-async fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 pub struct Sweep {

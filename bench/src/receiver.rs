@@ -2,7 +2,7 @@
 //! moment it arrived (wall clock, to compare with the moment a job says it exited).
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -52,8 +52,22 @@ impl Receiver {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Waits (polling, bounded) for the first callback to `path`.
+    pub async fn wait_for(&self, path: &str, limit: Duration) -> Result<Callback, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(callback) = self.first(path) {
+                return Ok(callback);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no callback to {path} within {limit:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The first callback to `path`, if one came.
-    pub fn first(&self, path: &str) -> Option<Callback> {
+    fn first(&self, path: &str) -> Option<Callback> {
         self.log
             .lock()
             .unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::Plan;
 use crate::callback_latency::Latencies;
 use crate::cold_start::{ColdStart, Contender};
-use crate::economy::{PerRun, Sweep};
+use crate::economy::{PerRun, STEADY_WINDOW, Sweep};
 use crate::idle_cost::{self, IdleCost};
 use crate::load::{CONNECTIONS, Endpoint, LoadRow};
 use crate::machine::Machine;
@@ -289,7 +289,7 @@ impl Report<'_> {
              counts the ARM requests between its call and its answer, then the group reads of the next {} s \
              (the worker's due checks; the runs are young, so each is due every 5 s). ARM's request limits \
              are off here to show the shape; see the notes for what they mean at 1,000 runs.\n",
-            30
+            STEADY_WINDOW.as_secs()
         );
         let _ = writeln!(
             out,

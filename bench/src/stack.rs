@@ -97,7 +97,7 @@ impl Paths {
 
     /// A new empty scratch folder.
     pub fn folder(&self, name: &str) -> Result<PathBuf, String> {
-        let dir = self.scratch.join(format!("{name}-{}", uuid_like()));
+        let dir = self.scratch.join(format!("{name}-{}", unique_suffix()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Ok(dir)
@@ -113,7 +113,7 @@ impl Paths {
 }
 
 /// Unique enough for scratch names and Blob containers within one bench run.
-pub fn uuid_like() -> String {
+pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!(
@@ -127,6 +127,8 @@ pub fn uuid_like() -> String {
 pub struct Emulator {
     running: Running,
     client: reqwest::Client,
+    /// A managed-identity token for Batch, fetched once (it outlives any bench run).
+    batch_token: tokio::sync::OnceCell<String>,
 }
 
 impl Emulator {
@@ -147,6 +149,7 @@ impl Emulator {
         let emulator = Emulator {
             running,
             client: client(),
+            batch_token: tokio::sync::OnceCell::new(),
         };
         emulator
             .seed(json!({
@@ -230,20 +233,29 @@ impl Emulator {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
-        let token: Value = self
-            .client
-            .get(format!(
-                "{}/msi/token?api-version=2019-08-01&resource=https://batch.core.windows.net/",
-                self.url()
-            ))
-            .header("X-IDENTITY-HEADER", "local-dev")
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("token: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("token: {e}"))?;
+        let token = self
+            .batch_token
+            .get_or_try_init(|| async {
+                let answer: Value = self
+                    .client
+                    .get(format!(
+                        "{}/msi/token?api-version=2019-08-01&resource=https://batch.core.windows.net/",
+                        self.url()
+                    ))
+                    .header("X-IDENTITY-HEADER", "local-dev")
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| format!("token: {e}"))?
+                    .json()
+                    .await
+                    .map_err(|e| format!("token: {e}"))?;
+                answer["access_token"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("token: no access_token in {answer}"))
+            })
+            .await?;
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut request = self
             .client
@@ -252,7 +264,7 @@ impl Emulator {
                 format!("{}{path}{separator}api-version=2024-07-01.20.0", self.url()),
             )
             .header("host", BATCH_HOST)
-            .bearer_auth(token["access_token"].as_str().unwrap_or_default());
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json; odata=minimalmetadata")
@@ -353,7 +365,7 @@ impl StateStore<'_> {
                 ),
                 (
                     "COMPUTEBRIDGE_STATE_CONTAINER".into(),
-                    format!("bench-{}", uuid_like()),
+                    format!("bench-{}", unique_suffix()),
                 ),
             ],
         })

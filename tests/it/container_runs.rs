@@ -765,15 +765,23 @@ async fn a_fixed_group_runs_one_job_at_a_time_and_is_kept() {
 #[tokio::test]
 async fn a_sweep_during_a_start_leaves_the_run_to_its_start() {
     let s = setup(json!({})).await;
-    // ARM takes 1.5 s to create the group; the timer's sweep reads the run meanwhile.
+    // ARM takes 3 s to create the group; the timer's sweep reads the run meanwhile.
     s.azure
-        .fault(json!({"match": {"service": "arm", "method": "PUT"}, "action": {"delayMs": 1500}, "times": 1}))
+        .fault(json!({"match": {"service": "arm", "method": "PUT"}, "action": {"delayMs": 3000}, "times": 1}))
         .await;
     let body =
         json!({"template": "hello", "runId": "raced", "callBackUri": s.receiver.url("/cb/raced")});
     let ((status, answer), fired) =
         tokio::join!(s.host.api(Method::POST, "/api/runs", Some(body)), async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            eventually(
+                Duration::from_secs(3),
+                "the run recorded, its group not yet created",
+                || async {
+                    let (status, run) = s.host.api(Method::GET, "/api/runs/raced", None).await;
+                    status == 200 && run["status"] == "Queued"
+                },
+            )
+            .await;
             s.host
                 .fire_timer("Reconcile", TimerFire::default())
                 .await
